@@ -1,0 +1,187 @@
+"""initial schema
+
+Revision ID: 0001
+Revises: 
+Create Date: 2026-11-21
+"""
+
+from alembic import op
+import sqlalchemy as sa
+
+
+revision = '0001'
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table('audit_log',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('actor', sa.String(length=320), nullable=False),
+    sa.Column('action', sa.String(length=64), nullable=False),
+    sa.Column('group_slug', sa.String(length=40), nullable=False),
+    sa.Column('rule', sa.String(length=200), nullable=False),
+    sa.Column('detail', sa.JSON(), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_log'))
+    )
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_audit_log_at'), ['at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_audit_log_group_slug'), ['group_slug'], unique=False)
+
+    op.create_table('groups',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('slug', sa.String(length=40), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('introduction', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_groups')),
+    sa.UniqueConstraint('slug', name=op.f('uq_groups_slug'))
+    )
+    op.create_table('inbound_messages',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('dedupe_hash', sa.String(length=64), nullable=False),
+    sa.Column('recipient', sa.String(length=320), nullable=False),
+    sa.Column('envelope_from', sa.String(length=320), nullable=False),
+    sa.Column('source', sa.String(length=16), nullable=False),
+    sa.Column('message_id', sa.String(length=998), nullable=False),
+    sa.Column('raw', sa.LargeBinary(), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('outcome', sa.String(length=200), nullable=False),
+    sa.Column('error', sa.Text(), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('processed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_inbound_messages')),
+    sa.UniqueConstraint('dedupe_hash', 'recipient', name=op.f('uq_inbound_messages_dedupe_hash'))
+    )
+    with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
+        batch_op.create_index('ix_inbound_status', ['status', 'id'], unique=False)
+
+    op.create_table('members',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('address', sa.String(length=320), nullable=False),
+    sa.Column('address_key', sa.String(length=320), nullable=False),
+    sa.Column('name', sa.String(length=200), nullable=False),
+    sa.Column('organisation', sa.String(length=200), nullable=False),
+    sa.Column('country', sa.String(length=2), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_members')),
+    sa.UniqueConstraint('address_key', name=op.f('uq_members_address_key'))
+    )
+    op.create_table('reply_counts',
+    sa.Column('address_key', sa.String(length=320), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('count', sa.Integer(), nullable=False),
+    sa.PrimaryKeyConstraint('address_key', 'day', name=op.f('pk_reply_counts'))
+    )
+    op.create_table('memberships',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('group_id', sa.Integer(), nullable=False),
+    sa.Column('member_id', sa.Integer(), nullable=False),
+    sa.Column('role', sa.String(length=16), nullable=False),
+    sa.Column('delivery', sa.String(length=16), nullable=False),
+    sa.Column('delivery_reason', sa.String(length=200), nullable=False),
+    sa.Column('joined_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['group_id'], ['groups.id'], name=op.f('fk_memberships_group_id_groups'), ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['member_id'], ['members.id'], name=op.f('fk_memberships_member_id_members'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_memberships')),
+    sa.UniqueConstraint('group_id', 'member_id', name=op.f('uq_memberships_group_id'))
+    )
+    with op.batch_alter_table('memberships', schema=None) as batch_op:
+        batch_op.create_index('ix_memberships_group_role', ['group_id', 'role'], unique=False)
+        batch_op.create_index(batch_op.f('ix_memberships_member_id'), ['member_id'], unique=False)
+
+    op.create_table('outgoing_messages',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('message_id', sa.String(length=998), nullable=False),
+    sa.Column('kind', sa.String(length=32), nullable=False),
+    sa.Column('raw', sa.LargeBinary(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('inbound_id', sa.Integer(), nullable=True),
+    sa.ForeignKeyConstraint(['inbound_id'], ['inbound_messages.id'], name=op.f('fk_outgoing_messages_inbound_id_inbound_messages'), ondelete='SET NULL'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_outgoing_messages'))
+    )
+    with op.batch_alter_table('outgoing_messages', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_outgoing_messages_inbound_id'), ['inbound_id'], unique=False)
+
+    op.create_table('pending_actions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('public_ref', sa.String(length=16), nullable=False),
+    sa.Column('action', sa.String(length=32), nullable=False),
+    sa.Column('address_key', sa.String(length=320), nullable=False),
+    sa.Column('group_id', sa.Integer(), nullable=True),
+    sa.Column('payload', sa.JSON(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('used_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('outcome', sa.String(length=32), nullable=False),
+    sa.ForeignKeyConstraint(['group_id'], ['groups.id'], name=op.f('fk_pending_actions_group_id_groups'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_pending_actions')),
+    sa.UniqueConstraint('public_ref', name=op.f('uq_pending_actions_public_ref')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_pending_actions_token_hash'))
+    )
+    with op.batch_alter_table('pending_actions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_pending_actions_address_key'), ['address_key'], unique=False)
+        batch_op.create_index(batch_op.f('ix_pending_actions_expires_at'), ['expires_at'], unique=False)
+
+    op.create_table('outbox',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
+    sa.Column('message_fk', sa.Integer(), nullable=False),
+    sa.Column('recipient', sa.String(length=320), nullable=False),
+    sa.Column('envelope_from', sa.String(length=320), nullable=False),
+    sa.Column('status', sa.String(length=16), nullable=False),
+    sa.Column('attempts', sa.Integer(), nullable=False),
+    sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_error', sa.Text(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('sent_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('lease_owner', sa.String(length=32), nullable=False),
+    sa.Column('lease_until', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['message_fk'], ['outgoing_messages.id'], name=op.f('fk_outbox_message_fk_outgoing_messages'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox'))
+    )
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.create_index('ix_outbox_due', ['status', 'next_attempt_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_outbox_lease_owner'), ['lease_owner'], unique=False)
+        batch_op.create_index(batch_op.f('ix_outbox_message_fk'), ['message_fk'], unique=False)
+
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_outbox_message_fk'))
+        batch_op.drop_index(batch_op.f('ix_outbox_lease_owner'))
+        batch_op.drop_index('ix_outbox_due')
+
+    op.drop_table('outbox')
+    with op.batch_alter_table('pending_actions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_pending_actions_expires_at'))
+        batch_op.drop_index(batch_op.f('ix_pending_actions_address_key'))
+
+    op.drop_table('pending_actions')
+    with op.batch_alter_table('outgoing_messages', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_outgoing_messages_inbound_id'))
+
+    op.drop_table('outgoing_messages')
+    with op.batch_alter_table('memberships', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_memberships_member_id'))
+        batch_op.drop_index('ix_memberships_group_role')
+
+    op.drop_table('memberships')
+    op.drop_table('reply_counts')
+    op.drop_table('members')
+    with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
+        batch_op.drop_index('ix_inbound_status')
+
+    op.drop_table('inbound_messages')
+    op.drop_table('groups')
+    with op.batch_alter_table('audit_log', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_audit_log_group_slug'))
+        batch_op.drop_index(batch_op.f('ix_audit_log_at'))
+
+    op.drop_table('audit_log')

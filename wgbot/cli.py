@@ -1,0 +1,388 @@
+"""The command line (SPEC §8): init, run, process, deliver, group create, groups, members, import, quarantine,
+audit, status. It parses arguments, opens the store and calls the steps; it holds no domain logic.
+
+Imports are made inside each command, so `wgbot --help` and `wgbot process` start fast (an MTA pipe starts one
+process per message). Exit codes: 0 success, 2 bad usage or configuration, 1 other failures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from wgbot.config import Config
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+log = logging.getLogger("wgbot")
+
+
+class Fail(Exception):
+    """A failure to report on stderr with an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def config_path(arg: str | None) -> Path:
+    """--config, else ./config.toml, else $WGBOT_CONFIG (SPEC §8)."""
+    if arg:
+        return Path(arg)
+    here = Path("config.toml")
+    if here.exists():
+        return here
+    env = os.environ.get("WGBOT_CONFIG")
+    return Path(env) if env else here
+
+
+def load(args: argparse.Namespace) -> Config:
+    from wgbot.config import load_config
+    from wgbot.errors import ConfigError
+
+    path = config_path(args.config)
+    if not path.exists():
+        raise Fail(f"{path}: no configuration file here; run `wgbot init` to create one, or pass --config PATH",
+                   EXIT_USAGE)
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        raise Fail(f"configuration error: {exc}", EXIT_USAGE) from exc
+    setup_logging(cfg.log.level)
+    return cfg
+
+
+def setup_logging(level: str) -> None:
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    root.setLevel(level.upper())
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+def open_store(cfg: Config, must_exist: bool = True) -> sessionmaker[Session]:
+    from wgbot.db import database_url, is_initialised
+    from wgbot.store import make_engine, make_sessionmaker
+
+    engine = make_engine(database_url(cfg))
+    if must_exist and not is_initialised(engine):
+        raise Fail(f"the database ({cfg.database.url}) has no tables yet; run `wgbot init`", EXIT_USAGE)
+    return make_sessionmaker(engine)
+
+
+# ------------------------------------------------------------------------------------------------ commands
+
+
+def cmd_init(args: argparse.Namespace) -> int:
+    import shutil
+
+    from wgbot.db import database_url, migrate
+    from wgbot.resources import data_dir
+    from wgbot.store import make_engine
+
+    path = config_path(args.config)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(data_dir("config.example.toml"), path)
+        print(f"wrote {path} from the example configuration; edit its [network] table for your network")
+    cfg = load(args)
+    engine = make_engine(database_url(cfg))
+    migrate(engine)
+    if cfg.outbound.transport == "maildir":
+        for sub in ("tmp", "new", "cur"):
+            (cfg.resolve(cfg.outbound.maildir) / sub).mkdir(parents=True, exist_ok=True)
+    print(f"database ready: {engine.url.render_as_string(hide_password=True)}")
+    return EXIT_OK
+
+
+def _read_inputs(files: Sequence[str]) -> list[tuple[str, bytes]]:
+    if not files or files == ["-"]:
+        return [("<stdin>", sys.stdin.buffer.read())]
+    out = []
+    for name in files:
+        try:
+            out.append((name, Path(name).read_bytes()))
+        except OSError as exc:
+            raise Fail(f"{name}: cannot read: {exc.strerror}") from exc
+    return out
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    from wgbot import inbox, outbox
+    from wgbot.route import route
+
+    cfg = load(args)
+    sessions = open_store(cfg)
+    failures = 0
+    for name, raw in _read_inputs(args.files):
+        if not raw.strip():
+            print(f"{name}: empty message, nothing to do", file=sys.stderr)
+            failures += 1
+            continue
+        recipients = args.to or inbox.header_recipients(raw)
+        envelope = args.sender if args.sender is not None else inbox.envelope_sender(raw)
+        with sessions.begin() as session:
+            exists = inbox.group_exists(session)
+            ours = [r for r in recipients if route(r, cfg, exists) is not None]
+            for other in sorted(set(recipients) - set(ours)):
+                print(f"{name}: {other} is not one of our addresses (550 5.1.1); skipped", file=sys.stderr)
+            if not ours:
+                print(f"{name}: no recipient is ours; the message was not accepted", file=sys.stderr)
+                failures += 1
+                continue
+            ids = inbox.accept(session, raw, ours, envelope, utcnow(), source="cli")
+        results = inbox.process_pending(sessions, cfg, utcnow, ids=ids)
+        for row_id in ids:
+            outcome = results.get(row_id)
+            state = f"{outcome.status}: {outcome.outcome}" if outcome else "already processed (duplicate)"
+            print(f"{name}: inbound {row_id}: {state}")
+    if not args.no_deliver:
+        report = outbox.deliver_due(sessions, cfg, utcnow)
+        if report.sent or report.deferred or report.failed:
+            print(f"delivery: {report}")
+    return EXIT_FAILURE if failures else EXIT_OK
+
+
+def cmd_deliver(args: argparse.Namespace) -> int:
+    from wgbot import outbox
+
+    cfg = load(args)
+    report = outbox.deliver_due(open_store(cfg), cfg, utcnow)
+    print(f"delivery: {report}")
+    return EXIT_OK
+
+
+def cmd_group_create(args: argparse.Namespace) -> int:
+    from wgbot import groups
+    from wgbot.errors import UsageError
+
+    cfg = load(args)
+    sessions = open_store(cfg)
+    try:
+        with sessions.begin() as session:
+            group = groups.create_group(session, cfg, args.name, contact=args.contact,
+                                        organisation=args.organisation or "", country=args.country or "",
+                                        introduction=args.introduction or "", now=utcnow())
+            slug = group.slug
+    except UsageError as exc:
+        raise Fail(str(exc), EXIT_USAGE) from exc
+    print(f"created group {args.name!r}: list {slug}@{cfg.network.list_domain}, contact {args.contact}")
+    return EXIT_OK
+
+
+def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
+    if not rows:
+        return
+    cells = [[", ".join(map(str, r[c])) if isinstance(r[c], list) else str(r[c]) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+def cmd_groups(args: argparse.Namespace) -> int:
+    from wgbot import groups
+
+    cfg = load(args)
+    with open_store(cfg)() as session:
+        rows = groups.list_groups(session)
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif rows:
+        _print_table(rows, ["slug", "name", "status", "members", "contacts", "countries"])
+    else:
+        print("no groups yet; create one with `wgbot group create NAME --contact ADDRESS`")
+    return EXIT_OK
+
+
+def cmd_members(args: argparse.Namespace) -> int:
+    from wgbot import groups
+    from wgbot.commands import find_group
+
+    cfg = load(args)
+    with open_store(cfg)() as session:
+        group = find_group(session, args.group)
+        if group is None:
+            raise Fail(f"no group {args.group!r}; `wgbot groups` lists them")
+        rows = groups.list_members(session, group)
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+    elif rows:
+        _print_table(rows, ["address", "organisation", "country", "role", "delivery"])
+    else:
+        print(f"{group.slug} has no members")
+    return EXIT_OK
+
+
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from wgbot import inbox, outbox
+    from wgbot.store import InboundMessage, InboundStatus
+
+    cfg = load(args)
+    sessions = open_store(cfg)
+    if args.action == "list":
+        with sessions() as session:
+            rows = session.execute(select(InboundMessage.id, InboundMessage.received_at, InboundMessage.envelope_from,
+                                          InboundMessage.recipient, InboundMessage.outcome)
+                                   .where(InboundMessage.status == InboundStatus.QUARANTINED.value)
+                                   .order_by(InboundMessage.id)).all()
+        data = [{"id": r.id, "received": r.received_at.isoformat(timespec="seconds"), "from": r.envelope_from,
+                 "to": r.recipient, "reason": r.outcome.removeprefix("quarantined: ")} for r in rows]
+        if args.json:
+            print(json.dumps(data, indent=2))
+        elif data:
+            _print_table(data, ["id", "received", "from", "to", "reason"])
+        else:
+            print("the quarantine is empty")
+        return EXIT_OK
+    if args.action == "show":
+        if len(args.ids) != 1:
+            raise Fail("usage: wgbot quarantine show ID", EXIT_USAGE)
+        with sessions() as session:
+            row = session.get(InboundMessage, args.ids[0])
+            if row is None:
+                raise Fail(f"no inbound message {args.ids[0]}")
+            print(f"id: {row.id}\nstatus: {row.status}\nreceived: {row.received_at.isoformat()}\n"
+                  f"from: {row.envelope_from}\nto: {row.recipient}\noutcome: {row.outcome}\n\n{row.error}")
+            if args.raw:
+                sys.stdout.flush()
+                sys.stdout.buffer.write(b"\n" + row.raw)
+        return EXIT_OK
+    # retry
+    with sessions() as session:
+        ids = args.ids if not args.all else list(session.scalars(
+            select(InboundMessage.id).where(InboundMessage.status == InboundStatus.QUARANTINED.value)))
+    if not ids:
+        raise Fail("name the messages to retry (wgbot quarantine retry ID...) or pass --all", EXIT_USAGE)
+    count = inbox.requeue(sessions, ids)
+    results = inbox.process_pending(sessions, cfg, utcnow, ids=ids)
+    for row_id, outcome in sorted(results.items()):
+        print(f"inbound {row_id}: {outcome.status}: {outcome.outcome}")
+    outbox.deliver_due(sessions, cfg, utcnow)
+    print(f"{count} message(s) re-run, {sum(1 for o in results.values() if o.status != 'quarantined')} left quarantine")
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from wgbot.store import AuditEntry
+
+    cfg = load(args)
+    with open_store(cfg)() as session:
+        q = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(args.limit)
+        if args.group:
+            q = q.where(AuditEntry.group_slug == args.group)
+        rows = list(reversed(session.scalars(q).all()))
+    data = [{"at": r.at.isoformat(timespec="seconds"), "actor": r.actor, "action": r.action, "group": r.group_slug,
+             "rule": r.rule, "detail": r.detail} for r in rows]
+    if args.json:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        for d in data:
+            detail = " ".join(f"{k}={v}" for k, v in d["detail"].items())
+            rule = f" rule={d['rule']}" if d["rule"] else ""
+            print(f"{d['at']}  {d['actor']}  {d['action']}  {d['group'] or '-'}{rule}  {detail}".rstrip())
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------ parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="wgbot", description="wgbot: an email-first secretariat for networks that run working groups.",
+        epilog="Configuration: --config PATH, else ./config.toml, else $WGBOT_CONFIG. "
+               "Exit codes: 0 success, 2 bad usage or configuration, 1 other failures.")
+    parser.add_argument("--config", metavar="PATH", help="the configuration file (default ./config.toml)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("init", help="create the database (and config.toml from the example, if missing)",
+                       description="Create config.toml from the example if it is missing, then create or upgrade "
+                                   "the database with its migrations.")
+    p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("process", help="process raw messages from files or stdin, as if received",
+                       description="Process raw RFC 5322 messages from files (or stdin) as if received, then "
+                                   "deliver the replies. Without --to the recipients come from Delivered-To / "
+                                   "X-Original-To, then To and Cc; without --from the sender from Return-Path, "
+                                   "then From. Exit 0 once the message is accepted.")
+    p.add_argument("--from", dest="sender", metavar="ADDR", help="the envelope sender ('' for the null sender)")
+    p.add_argument("--to", action="append", metavar="ADDR", help="an envelope recipient (repeatable)")
+    p.add_argument("--no-deliver", action="store_true", help="only queue the replies; `wgbot deliver` sends them")
+    p.add_argument("files", nargs="*", metavar="FILE", help="message files (default: stdin)")
+    p.set_defaults(func=cmd_process)
+
+    p = sub.add_parser("deliver", help="send what is queued, then exit",
+                       description="Send every queued message that is due, then exit. 4xx answers and connection "
+                                   "failures are retried later with backoff; 5xx answers are permanent.")
+    p.set_defaults(func=cmd_deliver)
+
+    p = sub.add_parser("group", help="manage groups as the operator", description="Manage groups as the operator.")
+    gsub = p.add_subparsers(dest="group_command", metavar="ACTION")
+    gsub.required = True
+    c = gsub.add_parser("create", help="create an active group directly",
+                        description="Create an active group with one contact (recorded in the audit log).")
+    c.add_argument("name", metavar="NAME", help="the group's name; its slug is derived from it")
+    c.add_argument("--contact", required=True, metavar="ADDRESS", help="the group's first contact")
+    c.add_argument("--organisation", metavar="ORG", help="the contact's organisation")
+    c.add_argument("--country", metavar="CC", help="the contact's country (code or name)")
+    c.add_argument("--introduction", metavar="TEXT", help="the group's introduction text")
+    c.set_defaults(func=cmd_group_create)
+
+    p = sub.add_parser("groups", help="list the groups", description="List the groups.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_groups)
+
+    p = sub.add_parser("members", help="list a group's members", description="List a group's members, contacts included.")
+    p.add_argument("group", metavar="GROUP", help="the group's slug or name")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_members)
+
+    p = sub.add_parser("quarantine", help="list, show or re-run messages that could not be processed",
+                       description="Messages that could not be processed are kept here with their error.")
+    p.add_argument("action", choices=["list", "show", "retry"], help="what to do")
+    p.add_argument("ids", nargs="*", type=int, metavar="ID", help="inbound message ids")
+    p.add_argument("--all", action="store_true", help="retry: every quarantined message")
+    p.add_argument("--raw", action="store_true", help="show: print the raw message too")
+    p.add_argument("--json", action="store_true", help="list: print JSON")
+    p.set_defaults(func=cmd_quarantine)
+
+    p = sub.add_parser("audit", help="read the audit log", description="Who did what, and which rule decided.")
+    p.add_argument("--group", metavar="SLUG", help="only this group")
+    p.add_argument("--limit", type=int, default=100, help="the last N entries (default 100)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_audit)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return int(args.func(args))
+    except Fail as exc:
+        print(f"wgbot: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return 130

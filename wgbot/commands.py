@@ -1,0 +1,595 @@
+"""commands: the email command language (SPEC §3): reading commands from a message, the registry, and the
+commands themselves. Each command is one decorated function plus one template `commands/NAME.txt`.
+
+Commands change the store and return a Result; they queue mail through the Context and never touch the
+network. A command that fails changes nothing: each runs inside its own SAVEPOINT.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import re
+import secrets
+import shlex
+import unicodedata
+from base64 import b32encode
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from wgbot.config import Config
+from wgbot.countries import country_name, normalise_country
+from wgbot.outbox import allow_reply, enqueue
+from wgbot.parse import Message, clean_header_text, normalise_word
+from wgbot.render import compose, render_fragment
+from wgbot.store import (
+    Delivery,
+    Group,
+    GroupStatus,
+    Member,
+    Membership,
+    PendingAction,
+    Role,
+    address_key,
+    audit,
+    get_member,
+    get_or_create_member,
+    membership,
+    token_hash,
+)
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading commands from a message
+
+_PREFIX = re.compile(r"^\s*(?:(?:re|fwd?|aw|wg|sv|vs|antw|tr|rif|r|res|enc|odp|vá|回复|回覆|答复|转发|轉寄)\s*"
+                     r"(?:\[\d+\]|\(\d+\))?\s*[:：]|\[[^\]]*\])\s*", re.I)
+_FIELD = re.compile(r"^([A-Za-z][A-Za-z -]{0,30}):\s*(.*)$")
+MAX_UNKNOWN = 5
+
+
+def strip_subject(subject: str) -> str:
+    """Subject without Re:, Fwd:, AW:, 回复: and [tags], however many are stacked."""
+    previous = None
+    while previous != subject:
+        previous = subject
+        subject = _PREFIX.sub("", subject, count=1)
+    return subject.strip()
+
+
+@dataclass
+class Line:
+    """One command as read: the verb as written, its arguments and fields."""
+
+    raw: str
+    verb: str
+    args: list[str]
+    fields: dict[str, str] = field(default_factory=dict)
+    text: str = ""
+    source: str = "body"
+    error: str = ""
+
+
+def _split(raw: str) -> tuple[list[str], str]:
+    try:
+        return shlex.split(raw, posix=True), ""
+    except ValueError:
+        return raw.split(), "unbalanced quotes; put an argument with spaces in double quotes"
+
+
+def read_commands(registry: Registry, subject: str, text: str, max_lines: int) -> tuple[list[Line], list[str], str]:
+    """(commands, unknown lines, why reading stopped) from a Subject and a first text part.
+
+    Reading stops at `end`, a signature line (`-- `), the first quoted line (`>`), after `max_lines` lines
+    with text, or after MAX_UNKNOWN unknown lines. Words in the Subject that are not a command are ignored.
+    """
+    lines: list[Line] = []
+    unknown: list[str] = []
+    stopped = ""
+    subj = strip_subject(subject)
+    if subj:
+        words, err = _split(subj)
+        if words and registry.lookup(words[0]) is not None and not err:
+            lines.append(Line(subj, words[0], words[1:], source="subject"))
+    body = text.split("\n")
+    i = 0
+    seen = 0
+    while i < len(body):
+        raw = body[i].strip()
+        i += 1
+        if not raw:
+            continue
+        if body[i - 1].startswith(">") or raw.startswith(">"):
+            stopped = "quoted text"
+            break
+        if body[i - 1].rstrip("\r") in ("-- ", "--") or raw == "--":
+            stopped = "signature"
+            break
+        seen += 1
+        if seen > max_lines:
+            stopped = f"more than {max_lines} lines"
+            break
+        words, err = _split(raw)
+        spec = registry.lookup(words[0]) if words else None
+        if spec is None:
+            # The quote attribution ("On Mon, Alice wrote:") precedes a quote: not worth an error.
+            nxt = body[i].lstrip() if i < len(body) else ""
+            if raw.endswith(":") and nxt.startswith(">"):
+                continue
+            unknown.append(clean_header_text(raw, 120))
+            if len(unknown) >= MAX_UNKNOWN:
+                stopped = f"{MAX_UNKNOWN} lines that are not commands"
+                break
+            continue
+        if spec.name == "end":
+            stopped = "end"
+            break
+        line = Line(raw, words[0], words[1:], error=err)
+        while spec.fields and i < len(body):
+            m = _FIELD.match(body[i].strip())
+            if not m or normalise_word(m.group(1)).replace(" ", "") not in spec.fields:
+                break
+            line.fields[normalise_word(m.group(1)).replace(" ", "")] = m.group(2).strip()
+            i += 1
+        if spec.takes_text:
+            rest: list[str] = []
+            while i < len(body):
+                cur = body[i]
+                if cur.startswith(">") or cur.rstrip("\r") in ("-- ", "--"):
+                    break
+                rest.append(cur.rstrip())
+                i += 1
+            line.text = "\n".join(rest).strip()
+        if lines and lines[0].source == "subject" and raw.casefold() == lines[0].raw.casefold() and len(lines) == 1:
+            continue  # the body repeats the Subject's command: run it once
+        lines.append(line)
+    return lines, unknown, stopped
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The registry
+
+
+@dataclass(frozen=True)
+class Result:
+    """What one command did: `ok` is False when it changed nothing because of an error."""
+
+    ok: bool
+    text: str
+    stop: bool = False
+
+
+Handler = Callable[["Context", Line], Result]
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    func: Handler
+    usage: str
+    summary: str
+    example: str
+    aliases: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
+    takes_text: bool = False
+    min_args: int = 0
+    max_args: int = 0
+
+
+class Registry:
+    """Commands by name and alias; `help`, dispatch and argument-count checks all come from here."""
+
+    def __init__(self) -> None:
+        self._specs: dict[str, Spec] = {}
+        self._names: dict[str, Spec] = {}
+
+    def command(self, name: str, *, usage: str, summary: str, example: str = "", aliases: tuple[str, ...] = (),
+                fields: tuple[str, ...] = (), takes_text: bool = False,
+                args: tuple[int, int] = (0, 0)) -> Callable[[Handler], Handler]:
+        def register(func: Handler) -> Handler:
+            spec = Spec(name, func, usage, summary, example or usage, aliases, fields, takes_text, *args)
+            self._specs[name] = spec
+            for n in (name, *aliases):
+                if n in self._names:
+                    raise ValueError(f"command name {n!r} registered twice")
+                self._names[n] = spec
+            return func
+        return register
+
+    def lookup(self, verb: str) -> Spec | None:
+        return self._names.get(normalise_word(verb))
+
+    def specs(self) -> list[Spec]:
+        return list(self._specs.values())
+
+
+registry = Registry()
+
+# ---------------------------------------------------------------------------------------------------------
+# The context a command runs in
+
+
+def new_token() -> str:
+    """160 random bits as 32 lower-case base32 characters (survives MTAs that change case; SPEC §3)."""
+    return b32encode(secrets.token_bytes(20)).decode("ascii").lower()
+
+
+_REF_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
+
+
+def new_public_ref() -> str:
+    return "R-" + "".join(secrets.choice(_REF_ALPHABET) for _ in range(7))
+
+
+def shown(value: str, limit: int = 60) -> str:
+    """A user-supplied value made safe and short enough to echo in a reply."""
+    value = clean_header_text(value, limit + 1)
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
+_SLUG_CHARS = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+def slugify(name: str) -> str:
+    """A group's slug (SPEC §2): NFKC, accents dropped, lower-case ASCII letters, digits and single hyphens, ≤40."""
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", name))
+    text = "".join(c for c in text if not unicodedata.combining(c)).lower()
+    slug = re.sub(r"[^a-z0-9]+", "-", text.encode("ascii", "ignore").decode()).strip("-")
+    if len(slug) > 40:
+        slug = slug[:40].rsplit("-", 1)[0] if "-" in slug[:40] else slug[:40]
+    return slug.strip("-")
+
+
+def find_group(session: Session, value: str) -> Group | None:
+    """The group whose slug or exact name is `value`; look-alike and invisible characters never match."""
+    text = unicodedata.normalize("NFKC", value).strip()
+    if not text or len(text) > 200:
+        return None
+    lowered = text.casefold()
+    if _SLUG_CHARS.match(lowered):
+        group = session.scalar(select(Group).where(Group.slug == lowered))
+        if group is not None:
+            return group
+    if not text.isprintable():
+        return None
+    return session.scalar(select(Group).where(func.lower(Group.name) == text.lower()))
+
+
+@dataclass
+class Context:
+    """Everything a command may use: the store session, the configuration, `now`, the message and the sender."""
+
+    session: Session
+    cfg: Config
+    now: dt.datetime
+    msg: Message
+    sender: str                 # the From addr-spec: the identity
+    reply_address: str          # where replies go (the envelope sender, else From)
+    default_group: str = ""     # from SLUG-request@
+    inbound_id: int | None = None
+    sent: list[str] = field(default_factory=list)
+
+    def result(self, name: str, ok: bool, outcome: str, **context: Any) -> Result:
+        text = render_fragment(self.cfg, f"commands/{name}.txt", outcome=outcome, network=self.cfg.network,
+                               cfg=self.cfg, sender=self.sender, **context)
+        return Result(ok, text)
+
+    def send(self, template: str, context: dict[str, Any], to: str, *, reply_to: str | None = None,
+             kind: str = "notice", auto_submitted: str = "auto-generated") -> bool:
+        """Queue one mail to `to`, unless the daily limit for that address is reached."""
+        if not allow_reply(self.session, to, self.now, self.cfg.limits.replies_per_day):
+            return False
+        msg = compose(self.cfg, template, context, to=[to], reply_to=reply_to, now=self.now,
+                      auto_submitted=auto_submitted)
+        enqueue(self.session, msg, [to], self.cfg.network.bot_address, self.now, kind=kind, inbound_id=self.inbound_id)
+        self.sent.append(to)
+        return True
+
+    def is_secretariat(self, address: str | None = None) -> bool:
+        key = address_key(address or self.sender)
+        return key in {address_key(a) for a in self.cfg.network.secretariat}
+
+    def group_arg(self, name: str, line: Line) -> tuple[Group | None, list[str], Result | None]:
+        """The group named by the first argument (or the SLUG-request default), the other arguments, or an error."""
+        args = list(line.args)
+        if args:
+            group = find_group(self.session, args[0])
+            if group is not None:
+                return group, args[1:], None
+            if self.default_group:
+                group = find_group(self.session, self.default_group)
+                spec = registry.lookup(name)
+                if group is not None and spec is not None and len(args) < spec.max_args:
+                    return group, args, None
+            return None, args, self.result(name, False, "no_such_group", value=shown(args[0]))
+        if self.default_group:
+            group = find_group(self.session, self.default_group)
+            if group is not None:
+                return group, [], None
+        return None, [], self.result(name, False, "missing_group")
+
+    def request_confirmation(self, action: str, group: Group | None, payload: dict[str, Any],
+                             description: str) -> tuple[str, str, bool]:
+        """Create a pending action for the sender and mail them the confirmation request: (token, ref, sent)."""
+        key = address_key(self.sender)
+        # One pending request per address, action and group: a new request replaces the old one.
+        self.session.execute(update(PendingAction).where(
+            PendingAction.address_key == key, PendingAction.action == action,
+            PendingAction.group_id == (group.id if group else None), PendingAction.used_at.is_(None),
+        ).values(used_at=self.now, outcome="replaced"))
+        token = new_token()
+        ref = new_public_ref()
+        self.session.add(PendingAction(
+            token_hash=token_hash(token), public_ref=ref, action=action, address_key=key,
+            group_id=group.id if group else None, payload={"address": self.sender, **payload},
+            created_at=self.now, expires_at=self.now + dt.timedelta(days=self.cfg.limits.token_days)))
+        local, _, domain = self.cfg.network.bot_address.partition("@")
+        sent = self.send("notices/confirm.txt",
+                         {"token": token, "ref": ref, "description": description, "address": self.sender,
+                          "days": self.cfg.limits.token_days},
+                         self.sender, reply_to=f"{local}+confirm-{token}@{domain}", kind="confirm")
+        return token, ref, sent
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running a message's commands
+
+
+@dataclass
+class Transcript:
+    results: list[tuple[str, Result]]
+    unknown: list[str]
+    stopped: str
+
+
+def run(ctx: Context, lines: list[Line]) -> list[tuple[str, Result]]:
+    """Run each command in its own SAVEPOINT; a failed command is rolled back and changes nothing."""
+    results: list[tuple[str, Result]] = []
+    for line in lines:
+        spec = registry.lookup(line.verb)
+        shown_line = shown(line.raw, 200)
+        if spec is None:
+            results.append((shown_line, Result(False, f"Unknown command {shown(line.verb)!r}. Send 'help'.")))
+            continue
+        if line.error:
+            results.append((shown_line, Result(False, f"{line.error}. Usage: {spec.usage}")))
+            continue
+        low = spec.min_args - 1 if ctx.default_group and spec.min_args else spec.min_args
+        if not low <= len(line.args) <= spec.max_args:
+            results.append((shown_line, Result(False, f"Wrong number of arguments. Usage: {spec.usage}\n"
+                                                      f"Example: {spec.example}")))
+            continue
+        savepoint = ctx.session.begin_nested()
+        try:
+            result = spec.func(ctx, line)
+        except Exception:
+            savepoint.rollback()
+            raise
+        if result.ok:
+            savepoint.commit()
+        else:
+            savepoint.rollback()
+        results.append((shown_line, result))
+        if result.stop:
+            break
+    return results
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The commands of the spine
+
+
+@registry.command("help", usage="help", summary="this list of commands, with examples")
+def cmd_help(ctx: Context, line: Line) -> Result:
+    return ctx.result("help", True, "ok", commands=registry.specs())
+
+
+@registry.command("groups", aliases=("lists",), usage="groups",
+                  summary="the active groups and the open proposals, with their addresses")
+def cmd_groups(ctx: Context, line: Line) -> Result:
+    groups = ctx.session.scalars(select(Group).where(Group.status != GroupStatus.CLOSED.value)
+                                 .order_by(Group.status, Group.name)).all()
+    return ctx.result("groups", True, "ok", groups=groups, domain=ctx.cfg.network.list_domain)
+
+
+def _contacts(session: Session, group: Group) -> list[Member]:
+    return list(session.scalars(select(Member).join(Membership).where(
+        Membership.group_id == group.id, Membership.role == Role.CONTACT.value).order_by(Membership.id)))
+
+
+def _by_country(session: Session, group: Group) -> list[tuple[str, list[str]]]:
+    rows = session.execute(select(Member.country, Member.organisation).join(Membership)
+                           .where(Membership.group_id == group.id).distinct()).all()
+    table: dict[str, set[str]] = {}
+    for country, org in rows:
+        if org:
+            table.setdefault(country_name(country) if country else "(country not given)", set()).add(org)
+    return sorted((c, sorted(orgs)) for c, orgs in table.items())
+
+
+@registry.command("info", usage="info GROUP", example="info migrant-inclusion",
+                  summary="a group's description, status, contacts and member organisations by country",
+                  args=(1, 1))
+def cmd_info(ctx: Context, line: Line) -> Result:
+    group, _, error = ctx.group_arg("info", line)
+    if error or group is None:
+        return error or Result(False, "")
+    count = ctx.session.scalar(select(func.count()).select_from(Membership).where(Membership.group_id == group.id))
+    return ctx.result("info", True, "ok", group=group, contacts=_contacts(ctx.session, group),
+                      countries=_by_country(ctx.session, group), members=count,
+                      domain=ctx.cfg.network.list_domain)
+
+
+def _fields(ctx: Context, name: str, line: Line) -> tuple[dict[str, str], Result | None]:
+    out: dict[str, str] = {}
+    if "organisation" in line.fields or "organization" in line.fields:
+        org = " ".join((line.fields.get("organisation") or line.fields.get("organization") or "").split())
+        if len(org) > 200 or not org.isprintable():
+            return out, ctx.result(name, False, "bad_organisation", value=shown(org))
+        out["organisation"] = org
+    if "country" in line.fields:
+        code = normalise_country(line.fields["country"])
+        if code is None:
+            return out, ctx.result(name, False, "bad_country", value=shown(line.fields["country"]))
+        out["country"] = code
+    return out, None
+
+
+@registry.command("join", aliases=("subscribe",), usage="join GROUP [digest|nomail]",
+                  example="join migrant-inclusion digest",
+                  summary="join a group and its list (fields Organisation: and Country: may follow)",
+                  fields=("organisation", "organization", "country"), args=(1, 2))
+def cmd_join(ctx: Context, line: Line) -> Result:
+    group, rest, error = ctx.group_arg("join", line)
+    if error or group is None:
+        return error or Result(False, "")
+    delivery = rest[0].lower() if rest else Delivery.REGULAR.value
+    if delivery not in (Delivery.DIGEST.value, Delivery.NOMAIL.value, Delivery.REGULAR.value):
+        return ctx.result("join", False, "bad_delivery", group=group, value=shown(rest[0]))
+    if group.status != GroupStatus.ACTIVE.value:
+        return ctx.result("join", False, "not_active", group=group)
+    member = get_member(ctx.session, ctx.sender)
+    if member is not None and membership(ctx.session, group, member) is not None:
+        return ctx.result("join", True, "already", group=group)
+    fields, error = _fields(ctx, "join", line)
+    if error:
+        return error
+    _, ref, sent = ctx.request_confirmation("join", group, {"delivery": delivery, **fields},
+                                            f"join the group {group.name} ({delivery} delivery)")
+    return ctx.result("join", True, "pending", group=group, ref=ref, sent=sent, delivery=delivery)
+
+
+@registry.command("leave", aliases=("unsubscribe",), usage="leave GROUP", example="leave migrant-inclusion",
+                  summary="leave a group and its list", args=(1, 1))
+def cmd_leave(ctx: Context, line: Line) -> Result:
+    group, _, error = ctx.group_arg("leave", line)
+    if error or group is None:
+        return error or Result(False, "")
+    member = get_member(ctx.session, ctx.sender)
+    if member is None or membership(ctx.session, group, member) is None:
+        return ctx.result("leave", False, "not_member", group=group)
+    _, ref, sent = ctx.request_confirmation("leave", group, {}, f"leave the group {group.name}")
+    return ctx.result("leave", True, "pending", group=group, ref=ref, sent=sent)
+
+
+@registry.command("set", usage="set GROUP delivery regular|digest|nomail", example="set migrant-inclusion delivery digest",
+                  summary="change how list mail reaches you: each post, a digest, or nothing", args=(3, 3))
+def cmd_set(ctx: Context, line: Line) -> Result:
+    group, rest, error = ctx.group_arg("set", line)
+    if error or group is None:
+        return error or Result(False, "")
+    if len(rest) != 2 or rest[0].lower() != "delivery" or rest[1].lower() not in {d.value for d in Delivery}:
+        return ctx.result("set", False, "usage", group=group)
+    member = get_member(ctx.session, ctx.sender)
+    ms = membership(ctx.session, group, member) if member else None
+    if ms is None:
+        return ctx.result("set", False, "not_member", group=group)
+    delivery = rest[1].lower()
+    if ms.delivery == delivery:
+        return ctx.result("set", True, "unchanged", group=group, delivery=delivery)
+    _, ref, sent = ctx.request_confirmation("set", group, {"delivery": delivery},
+                                            f"change your delivery in {group.name} to {delivery}")
+    return ctx.result("set", True, "pending", group=group, ref=ref, sent=sent, delivery=delivery)
+
+
+@registry.command("who", usage="who GROUP", example="who migrant-inclusion",
+                  summary="a group's members (addresses only for its contacts and the secretariat)", args=(1, 1))
+def cmd_who(ctx: Context, line: Line) -> Result:
+    group, _, error = ctx.group_arg("who", line)
+    if error or group is None:
+        return error or Result(False, "")
+    rows = ctx.session.execute(select(Member, Membership.role).join(Membership)
+                               .where(Membership.group_id == group.id).order_by(Member.country, Member.organisation,
+                                                                                 Member.address_key)).all()
+    me = get_member(ctx.session, ctx.sender)
+    my = membership(ctx.session, group, me) if me else None
+    privileged = ctx.is_secretariat() or (my is not None and my.role == Role.CONTACT.value)
+    members = [{"address": m.address if privileged else "", "organisation": m.organisation,
+                "country": m.country, "role": role} for m, role in rows]
+    return ctx.result("who", True, "ok", group=group, members=members, privileged=privileged)
+
+
+@registry.command("confirm", usage="confirm TOKEN", example="confirm 4f3kq2...",
+                  summary="confirm a pending request (replying to the confirmation request does the same)",
+                  args=(1, 8))
+def cmd_confirm(ctx: Context, line: Line) -> Result:
+    token = "".join(line.args).lower()  # a MUA may wrap or re-case a long token (mail-safety.md §4.1 item 35)
+    return confirm_token(ctx, token)
+
+
+@registry.command("end", aliases=("stop",), usage="end", summary="stop reading commands here")
+def cmd_end(ctx: Context, line: Line) -> Result:
+    return Result(True, ctx.result("end", True, "ok").text, stop=True)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Confirmation: tokens are single use, expire, and are looked up by their hash
+
+
+def confirm_token(ctx: Context, token: str) -> Result:
+    hashed = token_hash(token)
+    row = ctx.session.scalar(select(PendingAction).where(PendingAction.token_hash == hashed))
+    if row is None or not hmac.compare_digest(row.token_hash, hashed):
+        return ctx.result("confirm", False, "unknown")
+    if row.used_at is not None:
+        return ctx.result("confirm", False, "used", ref=row.public_ref, outcome_was=row.outcome)
+    if row.expires_at <= ctx.now:
+        return ctx.result("confirm", False, "expired", ref=row.public_ref)
+    if row.action not in ACTIONS:
+        return ctx.result("confirm", False, "not_confirmable", ref=row.public_ref)
+    # Single use, atomically: only the transaction that flips used_at applies the action.
+    claimed = ctx.session.execute(update(PendingAction).where(
+        PendingAction.id == row.id, PendingAction.used_at.is_(None)).values(used_at=ctx.now, outcome="confirmed"))
+    if getattr(claimed, "rowcount", 1) != 1:
+        return ctx.result("confirm", False, "used", ref=row.public_ref, outcome_was="confirmed")
+    group = ctx.session.get(Group, row.group_id) if row.group_id else None
+    return ACTIONS[row.action](ctx, row, group)
+
+
+def _apply_join(ctx: Context, row: PendingAction, group: Group | None) -> Result:
+    assert group is not None
+    payload = row.payload
+    member = get_or_create_member(ctx.session, payload["address"], ctx.now)
+    for key in ("organisation", "country"):
+        if payload.get(key):
+            setattr(member, key, payload[key])
+    if group.status != GroupStatus.ACTIVE.value:
+        return ctx.result("confirm", False, "group_gone", ref=row.public_ref, group=group)
+    if membership(ctx.session, group, member) is None:
+        ctx.session.add(Membership(group_id=group.id, member_id=member.id, role=Role.MEMBER.value,
+                                   delivery=payload.get("delivery", Delivery.REGULAR.value), joined_at=ctx.now))
+    audit(ctx.session, ctx.now, member.address, "join", group.slug, detail_ref=row.public_ref,
+          delivery=payload.get("delivery", "regular"))
+    return ctx.result("confirm", True, "joined", ref=row.public_ref, group=group,
+                      delivery=payload.get("delivery", "regular"), domain=ctx.cfg.network.list_domain)
+
+
+def _apply_leave(ctx: Context, row: PendingAction, group: Group | None) -> Result:
+    assert group is not None
+    member = get_member(ctx.session, row.payload["address"])
+    ms = membership(ctx.session, group, member) if member else None
+    if ms is None:
+        return ctx.result("confirm", True, "left", ref=row.public_ref, group=group)
+    ctx.session.delete(ms)
+    audit(ctx.session, ctx.now, row.payload["address"], "leave", group.slug, detail_ref=row.public_ref)
+    return ctx.result("confirm", True, "left", ref=row.public_ref, group=group)
+
+
+def _apply_set(ctx: Context, row: PendingAction, group: Group | None) -> Result:
+    assert group is not None
+    member = get_member(ctx.session, row.payload["address"])
+    ms = membership(ctx.session, group, member) if member else None
+    if ms is None:
+        return ctx.result("confirm", False, "not_member", ref=row.public_ref, group=group)
+    ms.delivery = row.payload["delivery"]
+    ms.delivery_reason = ""
+    audit(ctx.session, ctx.now, row.payload["address"], "set-delivery", group.slug, detail_ref=row.public_ref,
+          delivery=ms.delivery)
+    return ctx.result("confirm", True, "set", ref=row.public_ref, group=group, delivery=ms.delivery)
+
+
+ApplyAction = Callable[[Context, PendingAction, "Group | None"], Result]
+ACTIONS: dict[str, ApplyAction] = {"join": _apply_join, "leave": _apply_leave, "set": _apply_set}

@@ -1,0 +1,279 @@
+"""inbox: `accept` stores raw mail idempotently (before any acknowledgement); `process_pending` turns stored
+rows into effects: parse → gate → route → dispatch, in ONE transaction per message.
+
+A fault while processing rolls that transaction back and quarantines the row with its error; it never stops
+the loop. Processing a row twice is impossible (its status changes in the same transaction as its effects),
+and a message delivered twice is stored once (keyed by Message-ID + body hash, per recipient).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import re
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from wgbot import commands, gate
+from wgbot.config import Config
+from wgbot.errors import MessageRefused
+from wgbot.outbox import allow_reply, enqueue
+from wgbot.parse import Caps, Message, clean_header_text, parse, parse_headers, split_head
+from wgbot.render import compose
+from wgbot.route import Destination, Kind, route
+from wgbot.store import Group, InboundMessage, InboundStatus, audit
+
+log = logging.getLogger("wgbot.inbox")
+
+MAX_ATTEMPTS = 3  # crash recoveries before a message is quarantined for good (Mailman's MAX_BAK_COUNT)
+
+
+def caps_for(cfg: Config) -> Caps:
+    lim = cfg.limits
+    return Caps(max_size=cfg.inbound.smtp.max_message_size, max_header_bytes=lim.max_header_bytes,
+                max_header_fields=lim.max_header_fields, max_parts=lim.max_parts, max_depth=lim.max_depth,
+                max_received=lim.max_received)
+
+
+def dedupe_hash(raw: bytes) -> str:
+    """Message-ID plus body: an MTA's retry (RFC 1047) adds Received headers but keeps both."""
+    head, body = split_head(raw)
+    m = re.search(rb"(?im)^message-id:[ \t]*(<[^>\r\n]{1,900}>)", head)
+    if m is None:
+        return hashlib.sha256(raw).hexdigest()
+    return hashlib.sha256(m.group(1).strip() + b"\0" + body).hexdigest()
+
+
+def group_exists(session: Session) -> Callable[[str], bool]:
+    def exists(slug: str) -> bool:
+        return session.scalar(select(Group.id).where(Group.slug == slug)) is not None
+    return exists
+
+
+def header_recipients(raw: bytes) -> list[str]:
+    """Recipients of a message without an envelope (IMAP, a file): Delivered-To / X-Original-To, then To, Cc."""
+    from email.parser import BytesHeaderParser
+    from email.utils import getaddresses
+
+    head, _ = split_head(raw)
+    msg = BytesHeaderParser().parsebytes(head + b"\r\n")
+    for names in (("delivered-to", "x-original-to"), ("to", "cc")):
+        values = [str(v) for n in names for v in (msg.get_all(n) or [])]
+        if values:
+            found = [a for _, a in getaddresses(values) if "@" in a]
+            if found:
+                return list(dict.fromkeys(found))
+    return []
+
+
+def envelope_sender(raw: bytes) -> str | None:
+    """The envelope sender of a message without an envelope: its Return-Path, else None (From is used)."""
+    head, _ = split_head(raw)
+    m = re.search(rb"(?im)^return-path:[ \t]*<([^>\r\n]*)>", head)
+    return m.group(1).decode("ascii", "replace") if m else None
+
+
+def accept(session: Session, raw: bytes, recipients: Iterable[str], envelope_from: str | None, now: dt.datetime,
+           source: str = "smtp") -> list[int]:
+    """Store `raw` once per recipient (idempotently) and flush; the caller commits, then acknowledges.
+
+    `envelope_from` None means unknown (the From address stands in); "" or "<>" is the null sender, stored
+    as "<>". Returns the ids of the rows stored, new or already there."""
+    stored_from = "" if envelope_from is None else (envelope_from.strip() or "<>")
+    digest = dedupe_hash(raw)
+    head, _ = split_head(raw)
+    m = re.search(rb"(?im)^message-id:[ \t]*(<[^>\r\n]{1,900}>)", head)
+    msgid = m.group(1).decode("ascii", "replace") if m else ""
+    ids: list[int] = []
+    for rcpt in dict.fromkeys(r.strip() for r in recipients):
+        existing = session.scalar(select(InboundMessage.id).where(InboundMessage.dedupe_hash == digest,
+                                                                  InboundMessage.recipient == rcpt))
+        if existing is not None:
+            log.info("duplicate of inbound %d (%s to %s) ignored", existing, msgid or "no Message-ID", rcpt)
+            ids.append(existing)
+            continue
+        row = InboundMessage(dedupe_hash=digest, recipient=rcpt, envelope_from=stored_from,
+                             source=source, message_id=msgid[:998], raw=raw, received_at=now,
+                             status=InboundStatus.PENDING.value, attempts=0, outcome="", error="")
+        try:
+            with session.begin_nested():
+                session.add(row)
+        except IntegrityError:  # a concurrent accept of the same message won the race
+            again = session.scalar(select(InboundMessage.id).where(InboundMessage.dedupe_hash == digest,
+                                                                   InboundMessage.recipient == rcpt))
+            if again is not None:
+                ids.append(again)
+            continue
+        ids.append(row.id)
+    return ids
+
+
+@dataclass
+class Outcome:
+    status: str
+    outcome: str
+    queued: list[int]
+
+
+def _envelope(row: InboundMessage) -> str | None:
+    """The stored envelope sender: None when unknown, "<>" for the null sender."""
+    return row.envelope_from or None
+
+
+def _reply_to(row: InboundMessage, msg: Message) -> str:
+    return row.envelope_from if row.envelope_from not in ("", "<>") else msg.sender
+
+
+def _handle(session: Session, cfg: Config, row: InboundMessage, now: dt.datetime) -> Outcome:
+    """Process one stored message inside the caller's transaction."""
+    queued: list[int] = []
+    try:
+        msg = parse(row.raw, caps_for(cfg))
+    except MessageRefused as exc:
+        _answer_refused(session, cfg, row, str(exc), now)
+        raise
+    envelope = _envelope(row)
+    verdict = gate.check(msg, envelope if envelope is not None else msg.sender, cfg)
+    dest = route(row.recipient, cfg, group_exists(session))
+    if dest is None:
+        raise MessageRefused(f"{clean_header_text(row.recipient, 100)} is not one of our addresses")
+    if verdict.automated:
+        # Automated mail never changes state and never gets a reply (SPEC §3, §6).
+        if dest.kind is Kind.BOUNCES:
+            return Outcome(InboundStatus.QUARANTINED.value, "bounce processing is not built yet", queued)
+        return Outcome(InboundStatus.IGNORED.value, f"automated: {verdict.reason}", queued)
+    if dest.kind in (Kind.COMMAND, Kind.REQUEST, Kind.JOIN, Kind.LEAVE, Kind.CONFIRM):
+        return _run_commands(session, cfg, row, msg, dest, now)
+    raise MessageRefused(f"mail to {dest.kind.value} addresses ({row.recipient}) is not handled yet in this version")
+
+
+def _run_commands(session: Session, cfg: Config, row: InboundMessage, msg: Message, dest: Destination,
+                  now: dt.datetime) -> Outcome:
+    ctx = commands.Context(session=session, cfg=cfg, now=now, msg=msg, sender=msg.sender,
+                           reply_address=_reply_to(row, msg), default_group=dest.slug, inbound_id=row.id)
+    unknown: list[str] = []
+    stopped = ""
+    if dest.kind is Kind.CONFIRM:
+        results = [(f"confirm {dest.token[:6]}…", commands.confirm_token(ctx, dest.token))]
+    elif dest.kind in (Kind.JOIN, Kind.LEAVE):
+        verb = "join" if dest.kind is Kind.JOIN else "leave"
+        results = commands.run(ctx, [commands.Line(f"{verb} {dest.slug}", verb, [dest.slug], source="address")])
+    else:
+        lines, unknown, stopped = commands.read_commands(commands.registry, msg.subject, msg.text,
+                                                         cfg.limits.max_command_lines)
+        results = commands.run(ctx, lines)
+    to = ctx.reply_address
+    queued: list[int] = []
+    if allow_reply(session, to, now, cfg.limits.replies_per_day):
+        reply = compose(cfg, "replies/results.txt",
+                        {"results": results, "unknown": unknown, "stopped": stopped},
+                        to=[to], parent=msg, auto_submitted="auto-replied", now=now)
+        queued.append(enqueue(session, reply, [to], cfg.network.bot_address, now, kind="reply",
+                              inbound_id=row.id).id)
+    ok = sum(1 for _, r in results if r.ok)
+    summary = f"{len(results)} command(s), {ok} ok, {len(results) - ok} refused"
+    if unknown:
+        summary += f", {len(unknown)} unknown line(s)"
+    return Outcome(InboundStatus.DONE.value, summary, queued)
+
+
+def _answer_refused(session: Session, cfg: Config, row: InboundMessage, reason: str, now: dt.datetime) -> None:
+    """Tell the sender why their message could not be read, where that is safe (its headers pass the gate)."""
+    head = parse_headers(row.raw, caps_for(cfg))
+    if head is None:
+        return
+    envelope = _envelope(row)
+    if gate.check(head, envelope if envelope is not None else head.sender, cfg).automated:
+        return
+    if route(row.recipient, cfg, group_exists(session)) is None:
+        return
+    to = _reply_to(row, head)
+    # Its own transaction: the reply must survive the rollback of the message's processing.
+    row_id = row.id
+    with Session(bind=session.get_bind()) as side, side.begin():
+        if allow_reply(side, to, now, cfg.limits.replies_per_day):
+            reply = compose(cfg, "replies/refused.txt", {"reason": reason, "address": head.sender}, to=[to],
+                            parent=head, auto_submitted="auto-replied", now=now)
+            enqueue(side, reply, [to], cfg.network.bot_address, now, kind="refused", inbound_id=row_id)
+
+
+def process_one(sessions: sessionmaker[Session], cfg: Config, row_id: int, now: dt.datetime) -> Outcome | None:
+    """Process one stored row in one transaction; on a fault, quarantine it. None if it was already done."""
+    started = time.monotonic()
+    session = sessions()
+    try:
+        with session.begin():
+            row = session.get(InboundMessage, row_id)
+            if row is None or row.status != InboundStatus.PENDING.value:
+                return None
+            sender, rcpt = row.envelope_from or "-", row.recipient
+            result = _handle(session, cfg, row, now)
+            row.status = result.status
+            row.outcome = result.outcome[:200]
+            row.processed_at = now
+            if result.status == InboundStatus.QUARANTINED.value:
+                row.error = result.outcome
+                audit(session, now, "wgbot", "quarantine", detail_inbound=row.id, reason=result.outcome)
+    except Exception as exc:
+        session.rollback()
+        reason = str(exc) if isinstance(exc, MessageRefused) else f"{type(exc).__name__}: {exc}"
+        detail = reason if isinstance(exc, MessageRefused) else traceback.format_exc(limit=8)
+        with session.begin():
+            row = session.get(InboundMessage, row_id)
+            assert row is not None
+            sender, rcpt = row.envelope_from or "-", row.recipient
+            row.status = InboundStatus.QUARANTINED.value
+            row.outcome = f"quarantined: {reason}"[:200]
+            row.error = detail
+            row.attempts += 1
+            row.processed_at = now
+            audit(session, now, "wgbot", "quarantine", detail_inbound=row.id, reason=reason[:500])
+        result = Outcome(InboundStatus.QUARANTINED.value, reason, [])
+        if not isinstance(exc, MessageRefused):
+            log.error("inbound %d: fault while processing, quarantined: %s", row_id, reason, exc_info=exc)
+    finally:
+        session.close()
+    elapsed = (time.monotonic() - started) * 1000
+    log.info("inbound %d from=%s to=%s %s: %s (%.0f ms)", row_id, sender, rcpt, result.status, result.outcome, elapsed)
+    return result
+
+
+def pending_ids(sessions: sessionmaker[Session], limit: int = 1000) -> list[int]:
+    with sessions() as session:
+        return list(session.scalars(select(InboundMessage.id).where(
+            InboundMessage.status == InboundStatus.PENDING.value).order_by(InboundMessage.id).limit(limit)))
+
+
+def process_pending(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], dt.datetime],
+                    ids: Iterable[int] | None = None) -> dict[int, Outcome]:
+    """Process every pending row (or just `ids`), oldest first."""
+    done: dict[int, Outcome] = {}
+    todo = list(ids) if ids is not None else pending_ids(sessions)
+    while todo:
+        for row_id in todo:
+            outcome = process_one(sessions, cfg, row_id, now())
+            if outcome is not None:
+                done[row_id] = outcome
+        if ids is not None:
+            break
+        todo = [i for i in pending_ids(sessions) if i not in done]
+    return done
+
+
+def requeue(sessions: sessionmaker[Session], row_ids: Iterable[int]) -> int:
+    """Put quarantined rows back to pending, for `wgbot quarantine retry`."""
+    count = 0
+    with sessions.begin() as session:
+        for row_id in row_ids:
+            row = session.get(InboundMessage, row_id)
+            if row is not None and row.status == InboundStatus.QUARANTINED.value:
+                row.status = InboundStatus.PENDING.value
+                count += 1
+    return count

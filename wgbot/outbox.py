@@ -1,0 +1,241 @@
+"""outbox: queue outgoing mail in the caller's transaction, and deliver what is due (SMTP or Maildir).
+
+Enqueueing never touches the network. Delivery commits after every message, so a crash between the relay's
+250 and our commit resends at most that one message, with the same bytes and Message-ID. 4xx replies and
+connection failures are retried with exponential backoff until `give_up_days`; 5xx is permanent.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import mailbox
+import smtplib
+import socket
+import ssl
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Protocol
+from email.message import EmailMessage
+from pathlib import Path
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from wgbot.config import Config, secret
+from wgbot.render import POLICY
+from wgbot.store import OutboxEntry, OutboxStatus, OutgoingMessage, ReplyCount, address_key
+
+log = logging.getLogger("wgbot.outbox")
+
+
+def enqueue(session: Session, msg: EmailMessage, recipients: Iterable[str], envelope_from: str, now: dt.datetime,
+            kind: str = "reply", inbound_id: int | None = None) -> OutgoingMessage:
+    """Queue `msg` for each recipient, in the caller's transaction."""
+    out = OutgoingMessage(message_id=str(msg["Message-ID"]), kind=kind, raw=msg.as_bytes(policy=POLICY),
+                          created_at=now, inbound_id=inbound_id)
+    session.add(out)
+    session.flush()
+    session.add_all([OutboxEntry(message_fk=out.id, recipient=r, envelope_from=envelope_from, status="queued",
+                                 attempts=0, next_attempt_at=now, created_at=now, last_error="")
+                     for r in recipients])
+    return out
+
+
+def allow_reply(session: Session, address: str, now: dt.datetime, per_day: int) -> bool:
+    """Count one automatic mail to `address` today; False once `per_day` is reached (RFC 3834 §2)."""
+    key = address_key(address)
+    day = now.astimezone(dt.UTC).date()
+    row = session.get(ReplyCount, (key, day))
+    if row is None:
+        session.add(ReplyCount(address_key=key, day=day, count=1))
+        session.flush()
+        return True
+    if row.count >= per_day:
+        log.warning("rate limit: not replying to %s (already %d automatic mails today, limit %d)",
+                    address, row.count, per_day)
+        return False
+    row.count += 1
+    return True
+
+
+@dataclass
+class DeliveryReport:
+    sent: int = 0
+    deferred: int = 0
+    failed: int = 0
+
+    def __str__(self) -> str:
+        return f"{self.sent} sent, {self.deferred} deferred, {self.failed} failed"
+
+
+def backoff(cfg: Config, attempts: int) -> dt.timedelta:
+    """The wait before attempt number `attempts + 1`: doubling from retry_base_seconds, capped."""
+    seconds = cfg.outbound.retry_base_seconds * (2 ** max(0, attempts - 1))
+    return dt.timedelta(seconds=min(seconds, cfg.outbound.retry_max_seconds))
+
+
+class Transport(Protocol):
+    """Sends raw bytes to one recipient; raises smtplib errors the way smtplib does."""
+
+    def send(self, envelope_from: str, recipient: str, raw: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class MaildirTransport:
+    """Writes each message into a Maildir, as a local delivery agent would (the embedded default)."""
+
+    def __init__(self, path: Path) -> None:
+        for sub in ("tmp", "new", "cur"):
+            (path / sub).mkdir(parents=True, exist_ok=True)
+        self.box = mailbox.Maildir(str(path), create=False)
+
+    def send(self, envelope_from: str, recipient: str, raw: bytes) -> None:
+        head = f"Return-Path: <{envelope_from}>\r\nDelivered-To: {recipient}\r\n".encode()
+        self.box.add(head + raw)
+
+    def close(self) -> None:
+        return None
+
+
+class SmtpTransport:
+    """One SMTP connection reused for a batch; STARTTLS and AUTH when configured."""
+
+    def __init__(self, cfg: Config) -> None:
+        out = cfg.outbound
+        self.conn = smtplib.SMTP(out.host, out.port, timeout=out.timeout_seconds,
+                                 local_hostname=cfg.network.list_domain)
+        try:
+            self.conn.ehlo()
+            if out.starttls:
+                self.conn.starttls(context=ssl.create_default_context())
+                self.conn.ehlo()
+            if out.username:
+                self.conn.login(out.username, secret(out.password, out.password_env))
+        except BaseException:
+            self.close()
+            raise
+
+    def send(self, envelope_from: str, recipient: str, raw: bytes) -> None:
+        self.conn.sendmail(envelope_from, [recipient], raw)
+
+    def close(self) -> None:
+        try:
+            self.conn.quit()
+        except (smtplib.SMTPException, OSError):
+            self.conn.close()
+
+
+def make_transport(cfg: Config) -> Transport:
+    if cfg.outbound.transport == "maildir":
+        return MaildirTransport(cfg.resolve(cfg.outbound.maildir))
+    return SmtpTransport(cfg)
+
+
+def _classify(exc: Exception) -> tuple[bool, str]:
+    """(permanent?, text) for a delivery error."""
+    if isinstance(exc, smtplib.SMTPRecipientsRefused):
+        code, text = next(iter(exc.recipients.values()))
+        return code >= 500, f"{code} {text.decode('utf-8', 'replace') if isinstance(text, bytes) else text}"
+    if isinstance(exc, smtplib.SMTPResponseException):
+        err = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else str(exc.smtp_error)
+        return exc.smtp_code >= 500, f"{exc.smtp_code} {err}"
+    return False, f"{type(exc).__name__}: {exc}"
+
+
+LEASE = dt.timedelta(minutes=10)
+
+
+def _claim(sessions: sessionmaker[Session], cfg: Config, now: dt.datetime,
+           only: list[int] | None) -> list[Any]:
+    """Claim up to batch_size due rows for this deliverer, atomically, and return them with their bytes."""
+    owner = uuid.uuid4().hex
+    with sessions.begin() as session:
+        due = (select(OutboxEntry.id)
+               .where(OutboxEntry.status == OutboxStatus.QUEUED.value, OutboxEntry.next_attempt_at <= now,
+                      or_(OutboxEntry.lease_until.is_(None), OutboxEntry.lease_until < now))
+               .order_by(OutboxEntry.id).limit(cfg.outbound.batch_size))
+        if only is not None:
+            due = due.where(OutboxEntry.message_fk.in_(only))
+        if session.get_bind().dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        ids = list(session.scalars(due))
+        if not ids:
+            return []
+        # The lease condition is repeated in the UPDATE, so two deliverers never both claim a row.
+        session.execute(update(OutboxEntry).where(
+            OutboxEntry.id.in_(ids), OutboxEntry.status == OutboxStatus.QUEUED.value,
+            or_(OutboxEntry.lease_until.is_(None), OutboxEntry.lease_until < now),
+        ).values(lease_owner=owner, lease_until=now + LEASE))
+    with sessions() as session:
+        return list(session.execute(
+            select(OutboxEntry.id, OutboxEntry.recipient, OutboxEntry.envelope_from, OutgoingMessage.raw,
+                   OutboxEntry.attempts, OutboxEntry.created_at)
+            .join(OutgoingMessage, OutgoingMessage.id == OutboxEntry.message_fk)
+            .where(OutboxEntry.lease_owner == owner, OutboxEntry.status == OutboxStatus.QUEUED.value)
+            .order_by(OutboxEntry.id)).all())
+
+
+def deliver_due(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], dt.datetime],
+                transport_factory: Callable[[Config], Transport] = make_transport,
+                only_message_ids: Iterable[int] | None = None) -> DeliveryReport:
+    """Send every queued recipient that is due; commit after each, retry later on 4xx, give up on 5xx."""
+    report = DeliveryReport()
+    only = list(only_message_ids) if only_message_ids is not None else None
+    while True:
+        batch = _claim(sessions, cfg, now(), only)
+        if not batch:
+            return report
+        try:
+            transport = transport_factory(cfg)
+        except (OSError, smtplib.SMTPException) as exc:
+            _, text = _classify(exc)
+            log.warning("relay %s:%s unavailable: %s; %d messages deferred", cfg.outbound.host, cfg.outbound.port,
+                        text, len(batch))
+            for row in batch:
+                _record_failure(sessions, cfg, row.id, row.attempts, row.created_at, text, False, now(), report)
+            continue
+        try:
+            for index, row in enumerate(batch):
+                try:
+                    transport.send(row.envelope_from, row.recipient, row.raw)
+                except (smtplib.SMTPServerDisconnected, socket.timeout, ConnectionError) as exc:
+                    # The connection is gone: this row and the rest of the batch wait for the next attempt.
+                    for rest in batch[index:]:
+                        _record_failure(sessions, cfg, rest.id, rest.attempts, rest.created_at,
+                                        f"{type(exc).__name__}: {exc}", False, now(), report)
+                    break
+                except (smtplib.SMTPException, OSError) as exc:
+                    permanent, text = _classify(exc)
+                    _record_failure(sessions, cfg, row.id, row.attempts, row.created_at, text, permanent, now(),
+                                    report)
+                    continue
+                with sessions.begin() as session:
+                    session.execute(update(OutboxEntry).where(OutboxEntry.id == row.id).values(
+                        status=OutboxStatus.SENT.value, sent_at=now(), attempts=row.attempts + 1, last_error="",
+                        lease_until=None))
+                report.sent += 1
+        finally:
+            transport.close()
+
+
+def _record_failure(sessions: sessionmaker[Session], cfg: Config, entry_id: int, attempts: int,
+                    created_at: dt.datetime, text: str, permanent: bool, now: dt.datetime,
+                    report: DeliveryReport) -> None:
+    attempts += 1
+    give_up = now - created_at >= dt.timedelta(days=cfg.outbound.give_up_days)
+    with sessions.begin() as session:
+        if permanent or give_up:
+            why = text if permanent else f"gave up after {cfg.outbound.give_up_days:g} days: {text}"
+            session.execute(update(OutboxEntry).where(OutboxEntry.id == entry_id).values(
+                status=OutboxStatus.FAILED.value, attempts=attempts, last_error=why[:2000], lease_until=None))
+            report.failed += 1
+            log.warning("outbox %d failed permanently: %s", entry_id, why)
+        else:
+            session.execute(update(OutboxEntry).where(OutboxEntry.id == entry_id).values(
+                attempts=attempts, last_error=text[:2000], next_attempt_at=now + backoff(cfg, attempts),
+                lease_until=None))
+            report.deferred += 1
+            log.info("outbox %d deferred (attempt %d): %s", entry_id, attempts, text)

@@ -1,0 +1,93 @@
+"""route: a recipient address → the Destination it stands for (SPEC §2), like URL routing.
+
+Pure: it reads the configuration and asks `group_exists` about slugs; it never touches the network or
+the store itself. An address that is not ours routes to None, and the edges refuse it (550 5.1.1).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from wgbot.config import Config
+
+
+class Kind(enum.StrEnum):
+    COMMAND = "command"        # wgbot@
+    CONFIRM = "confirm"        # wgbot+confirm-TOKEN@
+    APPROVAL = "approval"      # wgbot+approval-TOKEN@
+    POST = "post"              # SLUG@
+    REQUEST = "request"        # SLUG-request@
+    JOIN = "join"              # SLUG-join@
+    LEAVE = "leave"            # SLUG-leave@
+    OWNER = "owner"            # SLUG-owner@
+    COMMENTS = "comments"      # SLUG-comments@
+    BOUNCES = "bounces"        # SLUG-bounces@ and SLUG-bounces+ADDR@
+
+
+# The order matters: "-bounces" is tried before the bare slug.
+SUFFIXES = {
+    "-request": Kind.REQUEST,
+    "-join": Kind.JOIN,
+    "-leave": Kind.LEAVE,
+    "-owner": Kind.OWNER,
+    "-comments": Kind.COMMENTS,
+    "-bounces": Kind.BOUNCES,
+}
+RESERVED_LOCALS = {"postmaster", "mailer-daemon", "abuse", "root", "hostmaster", "webmaster", "noreply"}
+_TOKEN = re.compile(r"^[a-z0-9]{26,64}$")
+
+
+@dataclass(frozen=True)
+class Destination:
+    kind: Kind
+    address: str            # the recipient as given
+    slug: str = ""          # for list addresses
+    token: str = ""         # for +confirm- / +approval-
+    verp: str = ""          # for SLUG-bounces+ADDR@: the decoded member address
+
+
+def verp_encode(address: str) -> str:
+    """alice@example.org → alice=example.org (the part after '+' in SLUG-bounces+...)."""
+    local, _, domain = address.rpartition("@")
+    return f"{local}={domain}"
+
+
+def verp_decode(value: str) -> str:
+    local, sep, domain = value.rpartition("=")
+    return f"{local}@{domain}" if sep and local and domain else ""
+
+
+def route(address: str, cfg: Config, group_exists: Callable[[str], bool]) -> Destination | None:
+    """Where mail to `address` goes, or None when the address is not one of ours."""
+    addr = address.strip().strip("<>").strip()
+    local, sep, domain = addr.rpartition("@")
+    if not sep or not local:
+        return None
+    domain = domain.lower().rstrip(".")
+    local_l = local.lower()
+    bot = cfg.bot_local
+    if domain == cfg.bot_domain:
+        if local_l == bot:
+            return Destination(Kind.COMMAND, addr)
+        for tag, kind in (("+confirm-", Kind.CONFIRM), ("+approval-", Kind.APPROVAL)):
+            if local_l.startswith(bot + tag):
+                token = local_l[len(bot + tag):]
+                return Destination(kind, addr, token=token) if _TOKEN.match(token) else None
+    if domain != cfg.network.list_domain.lower() or local_l in RESERVED_LOCALS:
+        return None
+    base, plus, detail = local_l.partition("+")
+    for suffix, kind in SUFFIXES.items():
+        if base.endswith(suffix):
+            slug = base[: -len(suffix)]
+            if kind is Kind.BOUNCES and plus:
+                verp = verp_decode(local[len(slug) + len(suffix) + 1:])
+                return Destination(kind, addr, slug=slug, verp=verp) if verp and group_exists(slug) else None
+            if plus:
+                return None
+            return Destination(kind, addr, slug=slug) if group_exists(slug) else None
+    if plus:
+        return None
+    return Destination(Kind.POST, addr, slug=base) if group_exists(base) else None

@@ -1,0 +1,303 @@
+"""The store: SQLAlchemy 2 typed models, the engine, and the small queries every step shares.
+
+It sits under every step of the flow and knows nothing of mail: no parsing, no rendering, no sockets.
+All times are timezone-aware UTC; SQLite runs in WAL mode with foreign keys on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+import unicodedata
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes in, aware UTC datetimes out, whatever the backend keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; pass an aware UTC datetime")
+        value = value.astimezone(dt.UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class GroupStatus(enum.StrEnum):
+    FORMING = "forming"
+    PENDING = "pending"
+    ACTIVE = "active"
+    CLOSED = "closed"
+
+
+class Role(enum.StrEnum):
+    CONTACT = "contact"
+    MEMBER = "member"
+
+
+class Delivery(enum.StrEnum):
+    REGULAR = "regular"
+    DIGEST = "digest"
+    NOMAIL = "nomail"
+
+
+class InboundStatus(enum.StrEnum):
+    PENDING = "pending"          # stored, not yet processed
+    DONE = "done"                # processed; its effects and replies are committed
+    IGNORED = "ignored"          # processed and deliberately left alone (automated mail, loops)
+    QUARANTINED = "quarantined"  # could not be processed; kept for the operator
+
+
+class OutboxStatus(enum.StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+def address_key(address: str) -> str:
+    """The form addresses are compared in: lower-cased (RFC 5321 §2.4 allows case-sensitive local parts, but
+    mlmmj, Gmail and every list manager compare case-insensitively); the original is kept for sending."""
+    return unicodedata.normalize("NFC", address.strip()).lower()
+
+
+class Member(Base):
+    __tablename__ = "members"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    address: Mapped[str] = mapped_column(String(320))
+    address_key: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    organisation: Mapped[str] = mapped_column(String(200), default="")
+    country: Mapped[str] = mapped_column(String(2), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    memberships: Mapped[list[Membership]] = relationship(back_populates="member")
+
+
+class Group(Base):
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    status: Mapped[str] = mapped_column(String(16), default=GroupStatus.ACTIVE.value)
+    introduction: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    memberships: Mapped[list[Membership]] = relationship(back_populates="group")
+
+
+class Membership(Base):
+    __tablename__ = "memberships"
+    __table_args__ = (UniqueConstraint("group_id", "member_id"), Index("ix_memberships_group_role", "group_id", "role"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(16), default=Role.MEMBER.value)
+    delivery: Mapped[str] = mapped_column(String(16), default=Delivery.REGULAR.value)
+    delivery_reason: Mapped[str] = mapped_column(String(200), default="")
+    joined_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+    group: Mapped[Group] = relationship(back_populates="memberships")
+    member: Mapped[Member] = relationship(back_populates="memberships")
+
+
+class PendingAction(Base):
+    """A state change waiting for confirmation or approval; found by the SHA-256 of its token."""
+
+    __tablename__ = "pending_actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    public_ref: Mapped[str] = mapped_column(String(16), unique=True)
+    action: Mapped[str] = mapped_column(String(32))
+    address_key: Mapped[str] = mapped_column(String(320), index=True)
+    group_id: Mapped[int | None] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    outcome: Mapped[str] = mapped_column(String(32), default="")
+
+
+class InboundMessage(Base):
+    """A raw message as received, stored before it is acknowledged, one row per recipient."""
+
+    __tablename__ = "inbound_messages"
+    __table_args__ = (UniqueConstraint("dedupe_hash", "recipient"), Index("ix_inbound_status", "status", "id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedupe_hash: Mapped[str] = mapped_column(String(64))
+    recipient: Mapped[str] = mapped_column(String(320))
+    envelope_from: Mapped[str] = mapped_column(String(320), default="")
+    source: Mapped[str] = mapped_column(String(16), default="cli")
+    message_id: Mapped[str] = mapped_column(String(998), default="")
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default=InboundStatus.PENDING.value)
+    outcome: Mapped[str] = mapped_column(String(200), default="")
+    error: Mapped[str] = mapped_column(Text, default="")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class OutgoingMessage(Base):
+    """The bytes of one message we send; its recipients are Outbox rows (one body, many recipients)."""
+
+    __tablename__ = "outgoing_messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(998))
+    kind: Mapped[str] = mapped_column(String(32), default="reply")
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    inbound_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id", ondelete="SET NULL"),
+                                                   nullable=True, index=True)
+
+
+class OutboxEntry(Base):
+    """One recipient of one outgoing message, with its delivery state."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    message_fk: Mapped[int] = mapped_column(ForeignKey("outgoing_messages.id", ondelete="CASCADE"), index=True)
+    recipient: Mapped[str] = mapped_column(String(320))
+    envelope_from: Mapped[str] = mapped_column(String(320))
+    status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.QUEUED.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # A deliverer claims rows by writing its token and a lease; a crashed deliverer's lease runs out.
+    lease_owner: Mapped[str] = mapped_column(String(32), default="", index=True)
+    lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    message: Mapped[OutgoingMessage] = relationship()
+
+
+class AuditEntry(Base):
+    """Who did what, and which rule decided it; read by `wgbot audit`."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    actor: Mapped[str] = mapped_column(String(320))
+    action: Mapped[str] = mapped_column(String(64))
+    group_slug: Mapped[str] = mapped_column(String(40), default="", index=True)
+    rule: Mapped[str] = mapped_column(String(200), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ReplyCount(Base):
+    """How many automatic mails went to one address on one UTC day (the RFC 3834 rate limit)."""
+
+    __tablename__ = "reply_counts"
+
+    address_key: Mapped[str] = mapped_column(String(320), primary_key=True)
+    day: Mapped[dt.date] = mapped_column(Date, primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA journal_mode=WAL")
+    # FULL fsyncs the WAL at every commit: RFC 5321 §6.1 asks that a message answered 250 survive a host crash.
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.close()
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for `url`; SQLite gets WAL mode and foreign keys, in-memory SQLite one shared connection."""
+    if url.startswith("sqlite"):
+        if url in ("sqlite://", "sqlite:///:memory:"):
+            kwargs.setdefault("poolclass", StaticPool)
+        kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def token_hash(token: str) -> str:
+    """The stored form of a token: SHA-256 hex of its lower-cased, whitespace-free text."""
+    cleaned = "".join(token.split()).lower()
+    return hashlib.sha256(cleaned.encode("ascii", "replace")).hexdigest()
+
+
+def audit(session: Session, now: dt.datetime, actor: str, action: str, group_slug: str = "",
+          rule: str = "", **detail: Any) -> None:
+    session.add(AuditEntry(at=now, actor=actor, action=action, group_slug=group_slug, rule=rule, detail=detail))
+
+
+def get_member(session: Session, address: str) -> Member | None:
+    return session.scalar(select(Member).where(Member.address_key == address_key(address)))
+
+
+def get_or_create_member(session: Session, address: str, now: dt.datetime) -> Member:
+    member = get_member(session, address)
+    if member is None:
+        member = Member(address=address, address_key=address_key(address), created_at=now)
+        session.add(member)
+        session.flush()
+    return member
+
+
+def membership(session: Session, group: Group, member: Member) -> Membership | None:
+    return session.scalar(select(Membership).where(Membership.group_id == group.id,
+                                                   Membership.member_id == member.id))
