@@ -69,6 +69,7 @@ class Captured:
     envelope_from: str
     rcpt_tos: list[str]
     data: bytes
+    peer: Any = None
 
     @property
     def message(self) -> EmailMessage:
@@ -95,7 +96,8 @@ class Relay:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         with self.lock:
-            self.messages.append(Captured(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content)))
+            self.messages.append(Captured(envelope.mail_from, list(envelope.rcpt_tos), bytes(envelope.content),
+                                          session.peer))
             count = len(self.messages)
         if self.on_data is not None:
             self.on_data(count)

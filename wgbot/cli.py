@@ -309,8 +309,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wgbot", description="wgbot: an email-first secretariat for networks that run working groups.",
-        epilog="Configuration: --config PATH, else ./config.toml, else $WGBOT_CONFIG. "
-               "Exit codes: 0 success, 2 bad usage or configuration, 1 other failures.")
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="configuration: --config PATH, else ./config.toml, else $WGBOT_CONFIG\n"
+               "exit codes: 0 success, 2 bad usage or configuration, 1 other failures\n"
+               "`wgbot COMMAND --help` explains each command.")
     parser.add_argument("--config", metavar="PATH", help="the configuration file (default ./config.toml)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -351,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_groups)
 
-    p = sub.add_parser("members", help="list a group's members", description="List a group's members, contacts included.")
+    p = sub.add_parser("members", help="list a group's members",
+                       description="List a group's members, contacts included.")
     p.add_argument("group", metavar="GROUP", help="the group's slug or name")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_members)

@@ -475,7 +475,8 @@ def cmd_leave(ctx: Context, line: Line) -> Result:
     return ctx.result("leave", True, "pending", group=group, ref=ref, sent=sent)
 
 
-@registry.command("set", usage="set GROUP delivery regular|digest|nomail", example="set migrant-inclusion delivery digest",
+@registry.command("set", usage="set GROUP delivery regular|digest|nomail",
+                  example="set migrant-inclusion delivery digest",
                   summary="change how list mail reaches you: each post, a digest, or nothing", args=(3, 3))
 def cmd_set(ctx: Context, line: Line) -> Result:
     group, rest, error = ctx.group_arg("set", line)

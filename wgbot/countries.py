@@ -17,9 +17,9 @@ def _fold(text: str) -> str:
 
 @lru_cache(maxsize=1)
 def _endonyms() -> dict[str, str]:
+    import pycountry
     from babel import Locale, UnknownLocaleError
     from babel.languages import get_official_languages
-    import pycountry
 
     names: dict[str, str] = {}
     for country in pycountry.countries:

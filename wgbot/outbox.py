@@ -10,15 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import mailbox
+import os
 import smtplib
 import socket
 import ssl
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Protocol
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any, Protocol
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -146,12 +147,50 @@ def _classify(exc: Exception) -> tuple[bool, str]:
 
 
 LEASE = dt.timedelta(minutes=10)
+_HOST = socket.gethostname()[:60]
+
+
+def _owner() -> str:
+    return f"{_HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def release_dead_leases(sessions: sessionmaker[Session], now: dt.datetime) -> int:
+    """Free rows leased by a deliverer on this host whose process is gone (a crash or SIGKILL), so a restart
+    resumes at once instead of waiting for the lease to run out. Leases of other hosts simply expire."""
+    with sessions.begin() as session:
+        owners = session.scalars(select(OutboxEntry.lease_owner).where(
+            OutboxEntry.status == OutboxStatus.QUEUED.value, OutboxEntry.lease_until > now).distinct()).all()
+        dead = []
+        for owner in owners:
+            host, _, rest = owner.partition(":")
+            pid = rest.partition(":")[0]
+            if host == _HOST and pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+                dead.append(owner)
+        if not dead:
+            return 0
+        result = session.execute(update(OutboxEntry).where(OutboxEntry.lease_owner.in_(dead),
+                                                           OutboxEntry.status == OutboxStatus.QUEUED.value)
+                                 .values(lease_until=None))
+        count = int(getattr(result, "rowcount", 0) or 0)
+    log.warning("released %d outbox rows leased by %d dead deliverer(s); one of them may be sent twice",
+                count, len(dead))
+    return count
 
 
 def _claim(sessions: sessionmaker[Session], cfg: Config, now: dt.datetime,
            only: list[int] | None) -> list[Any]:
     """Claim up to batch_size due rows for this deliverer, atomically, and return them with their bytes."""
-    owner = uuid.uuid4().hex
+    owner = _owner()
     with sessions.begin() as session:
         due = (select(OutboxEntry.id)
                .where(OutboxEntry.status == OutboxStatus.QUEUED.value, OutboxEntry.next_attempt_at <= now,
@@ -184,6 +223,7 @@ def deliver_due(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], 
     """Send every queued recipient that is due; commit after each, retry later on 4xx, give up on 5xx."""
     report = DeliveryReport()
     only = list(only_message_ids) if only_message_ids is not None else None
+    release_dead_leases(sessions, now())
     while True:
         batch = _claim(sessions, cfg, now(), only)
         if not batch:
@@ -201,7 +241,7 @@ def deliver_due(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], 
             for index, row in enumerate(batch):
                 try:
                     transport.send(row.envelope_from, row.recipient, row.raw)
-                except (smtplib.SMTPServerDisconnected, socket.timeout, ConnectionError) as exc:
+                except (TimeoutError, smtplib.SMTPServerDisconnected, ConnectionError) as exc:
                     # The connection is gone: this row and the rest of the batch wait for the next attempt.
                     for rest in batch[index:]:
                         _record_failure(sessions, cfg, rest.id, rest.attempts, rest.created_at,

@@ -128,8 +128,16 @@ def check_caps(raw: bytes, caps: Caps) -> None:
 
 
 def _header_values(msg: StdMessage, name: str) -> tuple[str, ...]:
-    values = msg.get_all(name) or []
-    return tuple(str(v) for v in values)
+    """Every value of header `name` as text; raw UTF-8 (RFC 6532) is decoded, other 8-bit bytes replaced."""
+    out = []
+    for key, value in msg.raw_items():
+        if key.lower() != name:
+            continue
+        text = str(value)
+        if any("\udc80" <= c <= "\udcff" for c in text):
+            text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+        out.append(text)
+    return tuple(out)
 
 
 def _decode_header(name: str, value: str) -> Any:

@@ -218,7 +218,7 @@ class OutboxEntry(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # A deliverer claims rows by writing its token and a lease; a crashed deliverer's lease runs out.
-    lease_owner: Mapped[str] = mapped_column(String(32), default="", index=True)
+    lease_owner: Mapped[str] = mapped_column(String(120), default="", index=True)
     lease_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     message: Mapped[OutgoingMessage] = relationship()

@@ -1,0 +1,161 @@
+"""Outbound delivery over real SMTP to an aiosmtpd relay on loopback: reuse, retries, permanent failures, crashes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.conftest import make_config
+from tests.helpers import NOW, Relay, free_port
+from wgbot import outbox
+from wgbot.config import Config
+from wgbot.render import compose
+from wgbot.store import OutboxEntry
+
+
+def smtp_config(tmp_path: Path, relay: Relay | None, port: int | None = None) -> Config:
+    return make_config(tmp_path, outbound={"transport": "smtp", "host": "127.0.0.1",
+                                           "port": port or (relay.port if relay else 1)})
+
+
+def queue(sessions: sessionmaker[Session], cfg: Config, n: int, now: dt.datetime = NOW) -> None:
+    with sessions.begin() as session:
+        for i in range(n):
+            msg = compose(cfg, "replies/refused.txt", {"reason": f"test {i}", "address": f"m{i}@example.com"},
+                          to=[f"m{i}@example.com"], now=now)
+            outbox.enqueue(session, msg, [f"m{i}@example.com"], cfg.network.bot_address, now)
+
+
+def rows(sessions: sessionmaker[Session]) -> list[OutboxEntry]:
+    with sessions() as session:
+        return list(session.scalars(select(OutboxEntry).order_by(OutboxEntry.id)))
+
+
+def test_delivers_over_one_connection(sqlite_sessions: sessionmaker[Session], tmp_path: Path, relay: Relay) -> None:
+    """Ten queued messages reach the relay over one reused connection, each with its envelope."""
+    cfg = smtp_config(tmp_path, relay)
+    queue(sqlite_sessions, cfg, 10)
+    report = outbox.deliver_due(sqlite_sessions, cfg, lambda: NOW)
+    assert report.sent == 10 and report.deferred == 0
+    assert sorted(m.rcpt_tos[0] for m in relay.messages) == sorted(f"m{i}@example.com" for i in range(10))
+    assert {m.envelope_from for m in relay.messages} == {"wgbot@lists.example.org"}
+    assert len({m.peer for m in relay.messages}) == 1
+    assert all(r.status == "sent" for r in rows(sqlite_sessions))
+    # Nothing is sent twice: a second run finds nothing due.
+    assert outbox.deliver_due(sqlite_sessions, cfg, lambda: NOW).sent == 0 and len(relay.messages) == 10
+
+
+def test_4xx_is_retried_with_backoff(sqlite_sessions: sessionmaker[Session], tmp_path: Path, relay: Relay) -> None:
+    """A 4xx answer defers the message with a growing wait; it goes out once the relay accepts it."""
+    cfg = smtp_config(tmp_path, relay)
+    queue(sqlite_sessions, cfg, 1)
+    relay.rcpt_reply["m0@example.com"] = "450 4.2.0 Mailbox busy"
+    assert outbox.deliver_due(sqlite_sessions, cfg, lambda: NOW).deferred == 1
+    row = rows(sqlite_sessions)[0]
+    assert row.status == "queued" and row.attempts == 1 and "450" in row.last_error
+    assert row.next_attempt_at == NOW + dt.timedelta(seconds=cfg.outbound.retry_base_seconds)
+    # Not due yet: nothing happens.
+    assert outbox.deliver_due(sqlite_sessions, cfg, lambda: NOW + dt.timedelta(seconds=1)).deferred == 0
+    later = NOW + dt.timedelta(seconds=cfg.outbound.retry_base_seconds)
+    assert outbox.deliver_due(sqlite_sessions, cfg, lambda: later).deferred == 1
+    row = rows(sqlite_sessions)[0]
+    assert row.attempts == 2 and row.next_attempt_at == later + dt.timedelta(seconds=2 * cfg.outbound.retry_base_seconds)
+    del relay.rcpt_reply["m0@example.com"]
+    assert outbox.deliver_due(sqlite_sessions, cfg, lambda: row.next_attempt_at).sent == 1
+    assert len(relay.messages) == 1
+
+
+def test_5xx_is_permanent(sqlite_sessions: sessionmaker[Session], tmp_path: Path, relay: Relay) -> None:
+    """A 5xx answer marks the message failed with the relay's words, and it is not tried again."""
+    cfg = smtp_config(tmp_path, relay)
+    queue(sqlite_sessions, cfg, 2)
+    relay.rcpt_reply["m0@example.com"] = "550 5.1.1 No such user"
+    report = outbox.deliver_due(sqlite_sessions, cfg, lambda: NOW)
+    assert (report.sent, report.failed) == (1, 1)
+    failed = rows(sqlite_sessions)[0]
+    assert failed.status == "failed" and "550 5.1.1 No such user" in failed.last_error
+    assert outbox.deliver_due(sqlite_sessions, cfg, lambda: NOW + dt.timedelta(days=1)).failed == 0
+
+
+def test_relay_down_defers_then_gives_up(sqlite_sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    """With no relay listening, mail waits and is retried; after give_up_days it is marked failed."""
+    cfg = smtp_config(tmp_path, None, port=free_port())
+    queue(sqlite_sessions, cfg, 3)
+    assert outbox.deliver_due(sqlite_sessions, cfg, lambda: NOW).deferred == 3
+    assert all(r.status == "queued" and "ConnectionRefused" in r.last_error for r in rows(sqlite_sessions))
+    late = NOW + dt.timedelta(days=cfg.outbound.give_up_days, hours=1)
+    assert outbox.deliver_due(sqlite_sessions, cfg, lambda: late).failed == 3
+    assert all(r.status == "failed" and "gave up after 5 days" in r.last_error for r in rows(sqlite_sessions))
+
+
+def test_backoff_is_capped() -> None:
+    """The wait doubles from retry_base_seconds up to retry_max_seconds."""
+    cfg = make_config(Path("/tmp"))
+    waits = [outbox.backoff(cfg, n).total_seconds() for n in range(1, 12)]
+    assert waits[:4] == [60, 120, 240, 480] and max(waits) == cfg.outbound.retry_max_seconds
+
+
+def test_maildir_transport(sqlite_sessions: sessionmaker[Session], cfg: Config) -> None:
+    """transport = maildir writes one file per recipient, with Delivered-To and Return-Path."""
+    queue(sqlite_sessions, cfg, 2)
+    assert outbox.deliver_due(sqlite_sessions, cfg, lambda: NOW).sent == 2
+    files = sorted((cfg.resolve(cfg.outbound.maildir) / "new").iterdir())
+    assert len(files) == 2
+    text = files[0].read_text()
+    assert text.startswith("Return-Path: <wgbot@lists.example.org>\nDelivered-To: m")  # Maildir files use LF
+
+
+def test_crash_between_send_and_commit_resends_only_that_message(tmp_path: Path, relay: Relay) -> None:
+    """SIGKILL of `wgbot deliver` while the relay holds message 3: the restart sends 3 again (same Message-ID)
+    and everything else exactly once."""
+    from wgbot.db import migrate
+    from wgbot.store import make_engine, make_sessionmaker
+
+    cfg_path = tmp_path / "config.toml"
+    cfg_path.write_text(f"""
+[network]
+name = "Test"
+list_domain = "lists.example.org"
+bot_address = "wgbot@lists.example.org"
+[database]
+url = "sqlite:///{tmp_path}/wgbot.sqlite3"
+[outbound]
+transport = "smtp"
+host = "127.0.0.1"
+port = {relay.port}
+""")
+    cfg = smtp_config(tmp_path, relay)
+    engine = make_engine(f"sqlite:///{tmp_path}/wgbot.sqlite3")
+    migrate(engine)
+    sessions = make_sessionmaker(engine)
+    queue(sessions, cfg, 8, now=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5))
+    holder: dict[str, subprocess.Popen[bytes]] = {}
+
+    def kill_on_third(count: int) -> None:
+        if count == 3 and "killed" not in holder:
+            holder["killed"] = holder["proc"]
+            os.kill(holder["proc"].pid, signal.SIGKILL)
+            holder["proc"].wait(timeout=10)
+
+    relay.on_data = kill_on_third
+    cmd = [sys.executable, "-m", "wgbot", "--config", str(cfg_path), "deliver"]
+    holder["proc"] = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    holder["proc"].wait(timeout=60)
+    assert holder["proc"].returncode == -signal.SIGKILL
+    assert len(relay.messages) == 3
+    relay.on_data = None
+    done = subprocess.run(cmd, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr.decode()
+    ids = [str(m.message["Message-ID"]) for m in relay.messages]
+    assert len(set(ids)) == 8                      # every message arrived
+    assert len(ids) == 9                           # ... and exactly one of them twice
+    assert ids.count(ids[2]) == 2                  # the one in flight when the process died
+    assert all(r.status == "sent" for r in rows(sessions))
+    engine.dispose()
