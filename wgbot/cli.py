@@ -291,7 +291,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         if args.group:
             q = q.where(AuditEntry.group_slug == args.group)
         rows = list(reversed(session.scalars(q).all()))
-    data = [{"at": r.at.isoformat(timespec="seconds"), "actor": r.actor, "action": r.action, "group": r.group_slug,
+    data: list[dict[str, Any]] = [{"at": r.at.isoformat(timespec="seconds"), "actor": r.actor, "action": r.action,
+                                   "group": r.group_slug,
              "rule": r.rule, "detail": r.detail} for r in rows]
     if args.json:
         print(json.dumps(data, indent=2, ensure_ascii=False))

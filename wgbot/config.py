@@ -80,6 +80,7 @@ class OutboundConfig:
     port: int = 25
     maildir: str = "var/outbox"
     starttls: bool = False
+    ca_file: str = ""
     username: str = ""
     password: str = field(default="", repr=False)
     password_env: str = ""

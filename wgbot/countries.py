@@ -42,7 +42,8 @@ def normalise_country(value: str) -> str | None:
     if not text or len(text) > 80:
         return None
     if len(text) in (2, 3) and text.isascii() and text.isalpha():
-        found = pycountry.countries.get(**{"alpha_2" if len(text) == 2 else "alpha_3": text.upper()})
+        code = text.upper()
+        found = pycountry.countries.get(alpha_2=code) if len(code) == 2 else pycountry.countries.get(alpha_3=code)
         if found is not None:
             return str(found.alpha_2)
         if text.upper() == "UK":

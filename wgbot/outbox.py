@@ -111,7 +111,8 @@ class SmtpTransport:
         try:
             self.conn.ehlo()
             if out.starttls:
-                self.conn.starttls(context=ssl.create_default_context())
+                cafile = str(cfg.resolve(out.ca_file)) if out.ca_file else None
+                self.conn.starttls(context=ssl.create_default_context(cafile=cafile))
                 self.conn.ehlo()
             if out.username:
                 self.conn.login(out.username, secret(out.password, out.password_env))

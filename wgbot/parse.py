@@ -244,7 +244,8 @@ def _first_text(msg: StdMessage, caps: Caps, notes: list[str]) -> tuple[str, boo
             payload = part.get_payload()
             if isinstance(payload, list):
                 for sub in payload:
-                    walk(sub, depth + 1)
+                    if isinstance(sub, StdMessage):
+                        walk(sub, depth + 1)
             return
         if ctype == "message/rfc822" or ctype.startswith("message/"):
             return  # a forwarded message is never read as commands (mail-safety.md §4.1 item 23)

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -66,7 +67,8 @@ def test_4xx_is_retried_with_backoff(sqlite_sessions: sessionmaker[Session], tmp
     later = NOW + dt.timedelta(seconds=cfg.outbound.retry_base_seconds)
     assert outbox.deliver_due(sqlite_sessions, cfg, lambda: later).deferred == 1
     row = rows(sqlite_sessions)[0]
-    assert row.attempts == 2 and row.next_attempt_at == later + dt.timedelta(seconds=2 * cfg.outbound.retry_base_seconds)
+    wait = dt.timedelta(seconds=2 * cfg.outbound.retry_base_seconds)
+    assert row.attempts == 2 and row.next_attempt_at == later + wait
     del relay.rcpt_reply["m0@example.com"]
     assert outbox.deliver_due(sqlite_sessions, cfg, lambda: row.next_attempt_at).sent == 1
     assert len(relay.messages) == 1
@@ -159,3 +161,44 @@ port = {relay.port}
     assert ids.count(ids[2]) == 2                  # the one in flight when the process died
     assert all(r.status == "sent" for r in rows(sessions))
     engine.dispose()
+
+
+def test_starttls_and_auth(sqlite_sessions: sessionmaker[Session], tmp_path: Path,
+                           tls_files: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    """With starttls and a username, delivery upgrades the connection, verifies the certificate and logs in."""
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    cert, key = tls_files
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    logins: list[tuple[bytes, bytes]] = []
+
+    def authenticator(server: object, session: object, envelope: object, mechanism: str, data: object) -> AuthResult:
+        assert isinstance(data, LoginPassword)
+        logins.append((data.login, data.password))
+        return AuthResult(success=data.password == b"s3cret")
+
+    port = free_port()
+    handler = Relay("127.0.0.1", port)
+    controller = Controller(handler, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True,
+                            authenticator=authenticator, auth_require_tls=True)
+    controller.start()
+    try:
+        monkeypatch.setenv("WGBOT_TEST_RELAY_PW", "s3cret")
+        cfg = make_config(tmp_path, outbound={"transport": "smtp", "host": "127.0.0.1", "port": port,
+                                              "starttls": True, "ca_file": str(cert), "username": "bot",
+                                              "password_env": "WGBOT_TEST_RELAY_PW"})
+        queue(sqlite_sessions, cfg, 2)
+        assert outbox.deliver_due(sqlite_sessions, cfg, lambda: NOW).sent == 2
+        assert logins == [(b"bot", b"s3cret")] and len(handler.messages) == 2
+        # Without the CA the certificate is not trusted: nothing is sent, the mail waits.
+        untrusted = make_config(tmp_path, outbound={"transport": "smtp", "host": "127.0.0.1", "port": port,
+                                                    "starttls": True})
+        queue(sqlite_sessions, untrusted, 1)
+        assert outbox.deliver_due(sqlite_sessions, untrusted, lambda: NOW).deferred == 1
+        assert len(handler.messages) == 2
+    finally:
+        controller.stop()

@@ -112,7 +112,8 @@ def test_10_thousands_of_parameters_in_bounded_time(db: S, cfg: Config) -> None:
 ])
 def test_11_not_exactly_one_from_mailbox(db: S, cfg: Config, froms: str) -> None:
     """Duplicate, doubled, missing or empty From: refused (quarantined), and no reply at all."""
-    raw = (froms + "To: wgbot@lists.example.org\r\nSubject: help\r\nMessage-ID: <f@example.com>\r\n\r\nhelp\r\n").encode()
+    raw = (froms + "To: wgbot@lists.example.org\r\nSubject: help\r\nMessage-ID: <f@example.com>\r\n\r\n"
+           "help\r\n").encode()
     feed(db, cfg, raw)
     assert status(db)[0] == "quarantined" and "From" in status(db)[1]
     assert queued(db) == []
