@@ -73,6 +73,9 @@ def setup_logging(level: str) -> None:
         root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # aiosmtpd logs every SMTP command at INFO; our own one line per message is what an operator reads.
+    if level.upper() != "DEBUG":
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 def open_store(cfg: Config, must_exist: bool = True) -> sessionmaker[Session]:
@@ -120,6 +123,44 @@ def _read_inputs(files: Sequence[str]) -> list[tuple[str, bytes]]:
         except OSError as exc:
             raise Fail(f"{name}: cannot read: {exc.strerror}") from exc
     return out
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from wgbot.app import run
+
+    cfg = load(args)
+    sessions = open_store(cfg)
+    try:
+        return run(cfg, sessions)
+    except OSError as exc:
+        raise Fail(f"cannot start: {exc}") from exc
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from wgbot.status import collect
+
+    cfg = load(args)
+    data = collect(open_store(cfg), cfg, utcnow())
+    if args.json:
+        print(json.dumps(data, indent=2, default=str))
+        return EXIT_OK
+    inbound, out = data["inbound"], data["outbox"]
+    print(f"inbound:    {inbound['pending']} waiting, {inbound['quarantined']} quarantined, "
+          f"{inbound['done']} done, {inbound['ignored']} ignored")
+    oldest = inbound["oldest_pending"]
+    print(f"            oldest unprocessed: {oldest or 'none'}")
+    print(f"outbox:     {out['due']} due, {out['waiting_retry']} waiting to retry, {out['sent']} sent, "
+          f"{out['failed']} failed")
+    if out["oldest_queued"]:
+        print(f"            oldest queued: {out['oldest_queued']}")
+    for cursor in data["imap"]:
+        error = f", last error: {cursor['last_error']}" if cursor["last_error"] else ""
+        print(f"IMAP:       {cursor['folder']} last poll {cursor['last_poll'] or 'never'}, "
+              f"last UID {cursor['last_uid']}{error}")
+    if not data["imap"]:
+        print("IMAP:       " + ("enabled, not polled yet" if cfg.inbound.imap.enabled else "disabled"))
+    print(f"groups:     {data['groups']}")
+    return EXIT_OK
 
 
 def cmd_process(args: argparse.Namespace) -> int:
@@ -321,6 +362,18 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Create config.toml from the example if it is missing, then create or upgrade "
                                    "the database with its migrations.")
     p.set_defaults(func=cmd_init)
+
+    p = sub.add_parser("run", help="run everything: listener, IMAP poller, processing and delivery",
+                       description="Run the SMTP/LMTP listener, the IMAP poller, processing and delivery in one "
+                                   "process, until SIGTERM or SIGINT (then it finishes the message in hand and "
+                                   "exits 0).")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="queue depths, the last poll, the oldest unprocessed message",
+                       description="Show queue depths, the last IMAP poll, the oldest unprocessed message and "
+                                   "the quarantine count.")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("process", help="process raw messages from files or stdin, as if received",
                        description="Process raw RFC 5322 messages from files (or stdin) as if received, then "

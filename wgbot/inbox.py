@@ -252,12 +252,15 @@ def pending_ids(sessions: sessionmaker[Session], limit: int = 1000) -> list[int]
 
 
 def process_pending(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], dt.datetime],
-                    ids: Iterable[int] | None = None) -> dict[int, Outcome]:
-    """Process every pending row (or just `ids`), oldest first."""
+                    ids: Iterable[int] | None = None,
+                    should_stop: Callable[[], bool] = lambda: False) -> dict[int, Outcome]:
+    """Process every pending row (or just `ids`), oldest first; `should_stop` is asked between messages."""
     done: dict[int, Outcome] = {}
     todo = list(ids) if ids is not None else pending_ids(sessions)
     while todo:
         for row_id in todo:
+            if should_stop():
+                return done
             outcome = process_one(sessions, cfg, row_id, now())
             if outcome is not None:
                 done[row_id] = outcome

@@ -220,12 +220,14 @@ def _claim(sessions: sessionmaker[Session], cfg: Config, now: dt.datetime,
 
 def deliver_due(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], dt.datetime],
                 transport_factory: Callable[[Config], Transport] = make_transport,
-                only_message_ids: Iterable[int] | None = None) -> DeliveryReport:
-    """Send every queued recipient that is due; commit after each, retry later on 4xx, give up on 5xx."""
+                only_message_ids: Iterable[int] | None = None,
+                should_stop: Callable[[], bool] = lambda: False) -> DeliveryReport:
+    """Send every queued recipient that is due; commit after each, retry later on 4xx, give up on 5xx.
+    `should_stop` is asked between messages; what is not sent keeps its lease until it runs out."""
     report = DeliveryReport()
     only = list(only_message_ids) if only_message_ids is not None else None
     release_dead_leases(sessions, now())
-    while True:
+    while not should_stop():
         batch = _claim(sessions, cfg, now(), only)
         if not batch:
             return report
@@ -240,6 +242,9 @@ def deliver_due(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], 
             continue
         try:
             for index, row in enumerate(batch):
+                if should_stop():
+                    _release(sessions, [r.id for r in batch[index:]])
+                    return report
                 try:
                     transport.send(row.envelope_from, row.recipient, row.raw)
                 except (TimeoutError, smtplib.SMTPServerDisconnected, ConnectionError) as exc:
@@ -260,6 +265,13 @@ def deliver_due(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], 
                 report.sent += 1
         finally:
             transport.close()
+    return report
+
+
+def _release(sessions: sessionmaker[Session], ids: list[int]) -> None:
+    """Give back claimed rows that were not tried (a clean stop), so the next start sends them at once."""
+    with sessions.begin() as session:
+        session.execute(update(OutboxEntry).where(OutboxEntry.id.in_(ids)).values(lease_until=None))
 
 
 def _record_failure(sessions: sessionmaker[Session], cfg: Config, entry_id: int, attempts: int,

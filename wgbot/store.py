@@ -238,6 +238,18 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class ImapCursor(Base):
+    """Where the IMAP poller is: folder, UIDVALIDITY and the last UID stored (mail-safety.md §2.10)."""
+
+    __tablename__ = "imap_cursors"
+
+    folder: Mapped[str] = mapped_column(String(200), primary_key=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_poll_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+
+
 class ReplyCount(Base):
     """How many automatic mails went to one address on one UTC day (the RFC 3834 rate limit)."""
 

@@ -41,6 +41,14 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_groups')),
     sa.UniqueConstraint('slug', name=op.f('uq_groups_slug'))
     )
+    op.create_table('imap_cursors',
+    sa.Column('folder', sa.String(length=200), nullable=False),
+    sa.Column('uidvalidity', sa.BigInteger(), nullable=False),
+    sa.Column('last_uid', sa.BigInteger(), nullable=False),
+    sa.Column('last_poll_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('last_error', sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint('folder', name=op.f('pk_imap_cursors'))
+    )
     op.create_table('inbound_messages',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('dedupe_hash', sa.String(length=64), nullable=False),
@@ -179,6 +187,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_inbound_status')
 
     op.drop_table('inbound_messages')
+    op.drop_table('imap_cursors')
     op.drop_table('groups')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_log_group_slug'))

@@ -1,0 +1,146 @@
+"""app: `wgbot run` — the listener, the IMAP poller, processing and delivery in one process (SPEC §8).
+
+It wires the steps together and owns their lifecycle; it holds no logic of its own. SIGTERM and SIGINT stop
+it cleanly: the listener stops accepting, the message in hand is finished, connections are closed, exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import signal
+import threading
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from wgbot import inbox, outbox
+from wgbot.config import Config
+
+log = logging.getLogger("wgbot.run")
+
+DELIVERY_INTERVAL = 5.0    # seconds between delivery rounds when nothing new was queued
+PROCESS_INTERVAL = 1.0     # seconds between looks at the inbox when no listener woke us
+GRACE_SECONDS = 10.0       # how long a stop waits for a transaction in progress
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class Runner:
+    """Owns the asyncio loop of `wgbot run`."""
+
+    def __init__(self, cfg: Config, sessions: sessionmaker[Session]) -> None:
+        self.cfg = cfg
+        self.sessions = sessions
+        self.stopping = threading.Event()
+        self.protocols: set[Any] = set()
+
+    async def main(self) -> int:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        wake_processing = asyncio.Event()
+        wake_delivery = asyncio.Event()
+
+        def accepted() -> None:
+            loop.call_soon_threadsafe(wake_processing.set)
+
+        server = await self._start_listener(accepted) if self.cfg.inbound.smtp.enabled else None
+        poller = None
+        if self.cfg.inbound.imap.enabled:
+            from wgbot.imap_poller import run_poller
+
+            poller = run_poller(self.cfg, self.sessions, self.stopping, accepted)
+        tasks = [asyncio.create_task(self._processing(wake_processing, wake_delivery), name="processing"),
+                 asyncio.create_task(self._delivery(wake_delivery), name="delivery")]
+        log.info("wgbot running (outbound: %s); SIGTERM or Ctrl-C stops it", self._outbound())
+        await stop.wait()
+        log.info("stopping: no new connections; finishing the message in hand")
+        if server is not None:
+            server.close()
+        self.stopping.set()
+        wake_processing.set()
+        wake_delivery.set()
+        await asyncio.wait(tasks, timeout=GRACE_SECONDS)
+        for proto in list(self.protocols):
+            transport = getattr(proto, "transport", None)
+            if transport is not None:
+                transport.close()
+        if server is not None:
+            await asyncio.wait_for(server.wait_closed(), timeout=GRACE_SECONDS)
+        if poller is not None:
+            await asyncio.to_thread(poller.join, GRACE_SECONDS)
+        log.info("stopped")
+        return 0
+
+    def _outbound(self) -> str:
+        out = self.cfg.outbound
+        if out.transport == "maildir":
+            return f"Maildir {self.cfg.resolve(out.maildir)}"
+        return f"SMTP {out.host}:{out.port}"
+
+    async def _start_listener(self, accepted: Any) -> asyncio.AbstractServer:
+        from wgbot.smtp_server import Handler, server_factory
+
+        smtp = self.cfg.inbound.smtp
+        handler = Handler(self.cfg, self.sessions, smtp.protocol == "lmtp", accepted)
+        make = server_factory(self.cfg, handler)
+
+        def factory() -> Any:
+            proto = make()
+            self.protocols.add(proto)
+            original = proto.connection_lost
+
+            def lost(exc: Exception | None) -> None:
+                self.protocols.discard(proto)
+                original(exc)
+            proto.connection_lost = lost  # type: ignore[method-assign,assignment]
+            return proto
+
+        loop = asyncio.get_running_loop()
+        server = await loop.create_server(factory, host=smtp.host, port=smtp.port, reuse_address=True)
+        tls = " with STARTTLS" if smtp.tls_cert else ""
+        log.info("listening on %s:%d (%s%s, max %d bytes)", smtp.host, smtp.port, smtp.protocol.upper(), tls,
+                 smtp.max_message_size)
+        return server
+
+    async def _processing(self, wake: asyncio.Event, wake_delivery: asyncio.Event) -> None:
+        while not self.stopping.is_set():
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=PROCESS_INTERVAL)
+            except TimeoutError:
+                pass
+            wake.clear()
+            if self.stopping.is_set():
+                break
+            try:
+                done = await asyncio.to_thread(inbox.process_pending, self.sessions, self.cfg, _now, None,
+                                               self.stopping.is_set)
+            except Exception:
+                log.exception("processing round failed; retrying in %.0f s", PROCESS_INTERVAL)
+                continue
+            if done:
+                wake_delivery.set()
+
+    async def _delivery(self, wake: asyncio.Event) -> None:
+        while not self.stopping.is_set():
+            try:
+                report = await asyncio.to_thread(outbox.deliver_due, self.sessions, self.cfg, _now,
+                                                 outbox.make_transport, None, self.stopping.is_set)
+                if report.sent or report.deferred or report.failed:
+                    log.info("delivery: %s", report)
+            except Exception:
+                log.exception("delivery round failed; retrying in %.0f s", DELIVERY_INTERVAL)
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=DELIVERY_INTERVAL)
+            except TimeoutError:
+                pass
+            wake.clear()
+
+
+def run(cfg: Config, sessions: sessionmaker[Session]) -> int:
+    return asyncio.run(Runner(cfg, sessions).main())

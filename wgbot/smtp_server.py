@@ -1,0 +1,121 @@
+"""smtp_server: the aiosmtpd handler for SMTP and LMTP. It routes at RCPT, stores the raw message at DATA,
+and answers 250 only after the commit; a fault of ours answers 451 4.3.0, never a 5xx.
+
+It decides nothing about a message's meaning: processing happens afterwards, from the stored row.
+LMTP answers one line per recipient after DATA (RFC 2033 §4.2; aiosmtpd issue #517, realparts.md §3.5).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import ssl
+from collections.abc import Callable
+from typing import Any, AnyStr
+
+from aiosmtpd.lmtp import LMTP
+from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import Session as SmtpSession
+from sqlalchemy.orm import Session, sessionmaker
+
+from wgbot import inbox
+from wgbot.config import Config
+from wgbot.errors import SMTP_OK, SMTP_OUR_FAULT, SMTP_TOO_BIG, SMTP_UNKNOWN_RECIPIENT
+from wgbot.route import route
+
+log = logging.getLogger("wgbot.smtp")
+
+
+class Handler:
+    """aiosmtpd handler: RCPT → route; DATA → accept and commit, then 250 (one line per LMTP recipient)."""
+
+    def __init__(self, cfg: Config, sessions: sessionmaker[Session], lmtp: bool,
+                 on_accepted: Callable[[], None] = lambda: None) -> None:
+        self.cfg = cfg
+        self.sessions = sessions
+        self.lmtp = lmtp
+        self.on_accepted = on_accepted
+
+    def _is_ours(self, address: str) -> bool:
+        with self.sessions() as session:
+            return route(address, self.cfg, inbox.group_exists(session)) is not None
+
+    async def handle_RCPT(self, server: SMTP, session: SmtpSession, envelope: Envelope, address: str,
+                          rcpt_options: list[str]) -> str:
+        try:
+            ours = await asyncio.to_thread(self._is_ours, address)
+        except Exception:
+            log.exception("RCPT %s: store unavailable", address)
+            return SMTP_OUR_FAULT
+        if not ours:
+            log.info("RCPT %s refused: not one of our addresses", address)
+            return SMTP_UNKNOWN_RECIPIENT
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    def _store(self, raw: bytes, rcpts: list[str], mail_from: str) -> list[int]:
+        with self.sessions.begin() as session:
+            return inbox.accept(session, raw, rcpts, mail_from, dt.datetime.now(dt.UTC),
+                                source="lmtp" if self.lmtp else "smtp")
+
+    async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        rcpts = list(envelope.rcpt_tos)
+        try:
+            # The commit (fsync) happens before we answer: RFC 5321 §6.1.
+            await asyncio.to_thread(self._store, raw, rcpts, envelope.mail_from or "")
+        except Exception:
+            log.exception("DATA from %s: could not store the message; answering 451", envelope.mail_from)
+            return self._per_recipient(rcpts, SMTP_OUR_FAULT)
+        self.on_accepted()
+        return self._per_recipient(rcpts, SMTP_OK)
+
+    def _per_recipient(self, rcpts: list[str], reply: str) -> str:
+        if not self.lmtp or len(rcpts) <= 1:
+            return reply
+        return "\r\n".join(reply for _ in rcpts)
+
+
+def _reply(status: str) -> str:
+    """aiosmtpd answers an oversized message with a bare 552; we give the enhanced code of SPEC §6."""
+    return SMTP_TOO_BIG if status.startswith("552 ") else status
+
+
+class WgbotSMTP(SMTP):
+    async def push(self, status: AnyStr) -> None:
+        await super().push(_reply(status) if isinstance(status, str) else status)
+
+
+class WgbotLMTP(LMTP):
+    async def push(self, status: AnyStr) -> None:
+        await super().push(_reply(status) if isinstance(status, str) else status)
+
+
+def tls_context(cfg: Config) -> ssl.SSLContext | None:
+    smtp = cfg.inbound.smtp
+    if not smtp.tls_cert:
+        return None
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(cfg.resolve(smtp.tls_cert)), str(cfg.resolve(smtp.tls_key)))
+    return context
+
+
+def server_factory(cfg: Config, handler: Handler) -> Callable[[], SMTP]:
+    """A protocol factory for loop.create_server, with the limits of mail-safety.md A20."""
+    smtp = cfg.inbound.smtp
+    kwargs: dict[str, Any] = {
+        "data_size_limit": smtp.max_message_size,
+        "enable_SMTPUTF8": False,
+        "decode_data": False,
+        "hostname": cfg.network.list_domain,
+        "ident": "wgbot ESMTP",
+        "timeout": 300,
+        "command_call_limit": 1000,
+        "tls_context": tls_context(cfg),
+    }
+    cls = WgbotLMTP if smtp.protocol == "lmtp" else WgbotSMTP
+
+    def factory() -> SMTP:
+        return cls(handler, **kwargs)
+    return factory
