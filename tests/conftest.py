@@ -146,5 +146,15 @@ def tls_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return cert_path, key_path
 
 
+@pytest.fixture(scope="session")
+def dovecot_server() -> Iterator[Any]:
+    """A private Dovecot for the whole session; each test takes its own user with `take_user()`."""
+    from tests.servers import dovecot, have
+
+    need(have("dovecot"), "Dovecot (apt-get install dovecot-imapd) run as root")
+    with dovecot() as server:
+        yield server
+
+
 def pytest_report_header() -> list[str]:
     return [f"CI mode: {IN_CI} (real-server tests {'fail' if IN_CI else 'skip'} when their server is missing)"]

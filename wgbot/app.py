@@ -37,12 +37,22 @@ class Runner:
         self.sessions = sessions
         self.stopping = threading.Event()
         self.protocols: set[Any] = set()
+        self.ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
 
-    async def main(self) -> int:
+    def request_stop(self) -> None:
+        """Stop as SIGTERM would; callable from any thread."""
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+
+    async def main(self, signals: bool = True) -> int:
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        self._loop, self._stop = loop, stop
+        if signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
         wake_processing = asyncio.Event()
         wake_delivery = asyncio.Event()
 
@@ -54,10 +64,12 @@ class Runner:
         if self.cfg.inbound.imap.enabled:
             from wgbot.imap_poller import run_poller
 
-            poller = run_poller(self.cfg, self.sessions, self.stopping, accepted)
+            poller = run_poller(self.cfg, self.sessions, self.stopping,
+                                lambda: loop.call_soon_threadsafe(wake_delivery.set))
         tasks = [asyncio.create_task(self._processing(wake_processing, wake_delivery), name="processing"),
                  asyncio.create_task(self._delivery(wake_delivery), name="delivery")]
         log.info("wgbot running (outbound: %s); SIGTERM or Ctrl-C stops it", self._outbound())
+        self.ready.set()
         await stop.wait()
         log.info("stopping: no new connections; finishing the message in hand")
         if server is not None:

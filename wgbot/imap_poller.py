@@ -37,12 +37,12 @@ class Poller:
     """Runs in its own thread until `stop` is set."""
 
     def __init__(self, cfg: Config, sessions: sessionmaker[Session], stop: threading.Event,
-                 on_accepted: Callable[[], None] = lambda: None) -> None:
+                 on_processed: Callable[[], None] = lambda: None) -> None:
         self.cfg = cfg
         self.imap = cfg.inbound.imap
         self.sessions = sessions
         self.stop = stop
-        self.on_accepted = on_accepted
+        self.on_processed = on_processed
         self.client: Any = None
 
     # -- connection -------------------------------------------------------------------------------------------
@@ -84,7 +84,10 @@ class Poller:
             try:
                 self.client.logout()
             except Exception:
-                pass
+                try:
+                    self.client.shutdown()
+                except Exception:
+                    pass
             self.client = None
 
     def session_loop(self) -> None:
@@ -108,9 +111,16 @@ class Poller:
         try:
             while not self.stop.is_set() and time.monotonic() - started < IDLE_RENEW_SECONDS:
                 responses = client.idle_check(timeout=1)
+                for r in responses:
+                    # After `* BYE` the server closes the socket, and idle_check then returns [] forever.
+                    if isinstance(r, tuple) and r and r[0] == b"BYE":
+                        text = b" ".join(x for x in r[1:] if isinstance(x, bytes)).decode("ascii", "replace")
+                        raise ConnectionError(f"server said BYE: {text}")
                 if any(isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in responses):
                     break
-        finally:
+        except ConnectionError:
+            raise
+        else:
             client.idle_done()
 
     # -- the cursor -------------------------------------------------------------------------------------------
@@ -175,8 +185,8 @@ class Poller:
             ours = [r for r in recipients if route(r, self.cfg, exists) is not None]
             ids = inbox.accept(session, raw, ours or [self.cfg.network.bot_address], inbox.envelope_sender(raw),
                                _now(), source="imap")
-        self.on_accepted()
         inbox.process_pending(self.sessions, self.cfg, _now, ids=ids)
+        self.on_processed()
         with self.sessions() as session:
             statuses = {session.get(InboundMessage, i).status for i in ids}  # type: ignore[union-attr]
         failed = InboundStatus.QUARANTINED.value in statuses
@@ -189,8 +199,9 @@ class Poller:
 
 
 def run_poller(cfg: Config, sessions: sessionmaker[Session], stop: threading.Event,
-               on_accepted: Callable[[], None] = lambda: None) -> threading.Thread:
-    thread = threading.Thread(target=Poller(cfg, sessions, stop, on_accepted).run, name="imap-poller", daemon=True)
+               on_processed: Callable[[], None] = lambda: None) -> threading.Thread:
+    """Start the poller thread; `on_processed` is called after each message is processed (to wake delivery)."""
+    thread = threading.Thread(target=Poller(cfg, sessions, stop, on_processed).run, name="imap-poller", daemon=True)
     thread.start()
     return thread
 

@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -210,9 +210,16 @@ def process_one(sessions: sessionmaker[Session], cfg: Config, row_id: int, now: 
     session = sessions()
     try:
         with session.begin():
-            row = session.get(InboundMessage, row_id)
-            if row is None or row.status != InboundStatus.PENDING.value:
+            # Claim the row first: the UPDATE takes PostgreSQL's row lock or SQLite's write lock, so a second
+            # processor (the IMAP poller beside the listener's worker, or another process) waits here and then
+            # finds the row no longer pending.
+            claimed = session.execute(update(InboundMessage).where(
+                InboundMessage.id == row_id, InboundMessage.status == InboundStatus.PENDING.value,
+            ).values(processed_at=now))
+            if not claimed.rowcount:  # type: ignore[attr-defined]
                 return None
+            row = session.get(InboundMessage, row_id, populate_existing=True)
+            assert row is not None
             sender, rcpt = row.envelope_from or "-", row.recipient
             result = _handle(session, cfg, row, now)
             row.status = result.status
