@@ -59,13 +59,15 @@ class Runner:
         def accepted() -> None:
             loop.call_soon_threadsafe(wake_processing.set)
 
+        def processed() -> None:
+            loop.call_soon_threadsafe(wake_delivery.set)
+
         server = await self._start_listener(accepted) if self.cfg.inbound.smtp.enabled else None
         poller = None
         if self.cfg.inbound.imap.enabled:
             from wgbot.imap_poller import run_poller
 
-            poller = run_poller(self.cfg, self.sessions, self.stopping,
-                                lambda: loop.call_soon_threadsafe(wake_delivery.set))
+            poller = run_poller(self.cfg, self.sessions, self.stopping, processed)
         tasks = [asyncio.create_task(self._processing(wake_processing, wake_delivery), name="processing"),
                  asyncio.create_task(self._delivery(wake_delivery), name="delivery")]
         log.info("wgbot running (outbound: %s); SIGTERM or Ctrl-C stops it", self._outbound())

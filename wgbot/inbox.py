@@ -134,11 +134,7 @@ def _reply_to(row: InboundMessage, msg: Message) -> str:
 def _handle(session: Session, cfg: Config, row: InboundMessage, now: dt.datetime) -> Outcome:
     """Process one stored message inside the caller's transaction."""
     queued: list[int] = []
-    try:
-        msg = parse(row.raw, caps_for(cfg))
-    except MessageRefused as exc:
-        _answer_refused(session, cfg, row, str(exc), now)
-        raise
+    msg = parse(row.raw, caps_for(cfg))
     envelope = _envelope(row)
     verdict = gate.check(msg, envelope if envelope is not None else msg.sender, cfg)
     dest = route(row.recipient, cfg, group_exists(session))
@@ -195,13 +191,10 @@ def _answer_refused(session: Session, cfg: Config, row: InboundMessage, reason: 
     if route(row.recipient, cfg, group_exists(session)) is None:
         return
     to = _reply_to(row, head)
-    # Its own transaction: the reply must survive the rollback of the message's processing.
-    row_id = row.id
-    with Session(bind=session.get_bind()) as side, side.begin():
-        if allow_reply(side, to, now, cfg.limits.replies_per_day):
-            reply = compose(cfg, "replies/refused.txt", {"reason": reason, "address": head.sender}, to=[to],
-                            parent=head, auto_submitted="auto-replied", now=now)
-            enqueue(side, reply, [to], cfg.network.bot_address, now, kind="refused", inbound_id=row_id)
+    if allow_reply(session, to, now, cfg.limits.replies_per_day):
+        reply = compose(cfg, "replies/refused.txt", {"reason": reason, "address": head.sender}, to=[to],
+                        parent=head, auto_submitted="auto-replied", now=now)
+        enqueue(session, reply, [to], cfg.network.bot_address, now, kind="refused", inbound_id=row.id)
 
 
 def process_one(sessions: sessionmaker[Session], cfg: Config, row_id: int, now: dt.datetime) -> Outcome | None:
@@ -242,6 +235,8 @@ def process_one(sessions: sessionmaker[Session], cfg: Config, row_id: int, now: 
             row.attempts += 1
             row.processed_at = now
             audit(session, now, "wgbot", "quarantine", detail_inbound=row.id, reason=reason[:500])
+            if isinstance(exc, MessageRefused):
+                _answer_refused(session, cfg, row, reason, now)
         result = Outcome(InboundStatus.QUARANTINED.value, reason, [])
         if not isinstance(exc, MessageRefused):
             log.error("inbound %d: fault while processing, quarantined: %s", row_id, reason, exc_info=exc)
