@@ -128,3 +128,24 @@ def test_quarantine_list_show_and_retry(site: Path, capsys: pytest.CaptureFixtur
     assert "no From header" in capsys.readouterr().out
     assert main(["quarantine", "retry", str(row["id"])]) == 0
     assert "0 left quarantine" in capsys.readouterr().out
+
+
+def test_status_shows_queues_and_quarantine(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """status counts what waits, what is quarantined and what is queued, and names the oldest waiting message."""
+    (site / "ok.eml").write_bytes(mail("help"))
+    (site / "bad.eml").write_bytes(b"To: wgbot@lists.example.org\r\n\r\nhelp\r\n")
+    (site / "later.eml").write_bytes(mail("groups", msgid="<later@example.com>"))
+    assert main(["process", "--no-deliver", "ok.eml", "bad.eml"]) == 0
+    assert main(["process", "--no-deliver", "--to", "wgbot@lists.example.org", "later.eml"]) == 0
+    capsys.readouterr()
+    assert main(["status", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["inbound"]["done"] == 2 and data["inbound"]["quarantined"] == 1
+    assert data["outbox"]["due"] == 2 and data["outbox"]["sent"] == 0
+    assert main(["status"]) == 0
+    text = capsys.readouterr().out
+    assert "1 quarantined" in text and "2 due" in text and "IMAP:       disabled" in text
+    assert main(["deliver"]) == 0
+    capsys.readouterr()
+    assert main(["status", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["outbox"]["sent"] == 2
