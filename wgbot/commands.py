@@ -568,10 +568,15 @@ def _apply_join(ctx: Context, row: PendingAction, group: Group | None) -> Result
                       delivery=payload.get("delivery", "regular"), domain=ctx.cfg.network.list_domain)
 
 
-def _apply_leave(ctx: Context, row: PendingAction, group: Group | None) -> Result:
+def _requested_membership(ctx: Context, row: PendingAction, group: Group | None) -> tuple[Group, Membership | None]:
+    """The group and the requester's membership in it, for a confirmed leave or set."""
     assert group is not None
     member = get_member(ctx.session, row.payload["address"])
-    ms = membership(ctx.session, group, member) if member else None
+    return group, membership(ctx.session, group, member) if member else None
+
+
+def _apply_leave(ctx: Context, row: PendingAction, group: Group | None) -> Result:
+    group, ms = _requested_membership(ctx, row, group)
     if ms is None:
         return ctx.result("confirm", True, "left", ref=row.public_ref, group=group)
     ctx.session.delete(ms)
@@ -580,9 +585,7 @@ def _apply_leave(ctx: Context, row: PendingAction, group: Group | None) -> Resul
 
 
 def _apply_set(ctx: Context, row: PendingAction, group: Group | None) -> Result:
-    assert group is not None
-    member = get_member(ctx.session, row.payload["address"])
-    ms = membership(ctx.session, group, member) if member else None
+    group, ms = _requested_membership(ctx, row, group)
     if ms is None:
         return ctx.result("confirm", False, "not_member", ref=row.public_ref, group=group)
     ms.delivery = row.payload["delivery"]
