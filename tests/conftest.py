@@ -21,7 +21,7 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
     data: dict[str, Any] = {
         "network": {"name": "Test Network", "list_domain": "lists.example.org",
                     "bot_address": "wgbot@lists.example.org", "secretariat": ["office@example.org"],
-                    "rules": "eccar", "timezone": "Europe/Brussels"},
+                    "rules": "igf", "timezone": "Europe/Brussels"},
         "database": {"url": f"sqlite:///{tmp_path}/wgbot.sqlite3"},
         "outbound": {"transport": "maildir", "maildir": str(tmp_path / "outbox")},
     }

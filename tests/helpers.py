@@ -120,10 +120,10 @@ def outbox_count(sessions: sessionmaker[Session]) -> int:
 
 
 def last_reply(sessions: sessionmaker[Session]) -> str:
-    """The body of the newest results reply."""
+    """The body of the newest results reply, with white space folded (replies are wrapped at 76 columns)."""
     replies = queued(sessions, "reply")
     assert replies, "no reply was queued"
-    return body_of(replies[-1][1])
+    return " ".join(body_of(replies[-1][1]).split())
 
 
 def token_from(sessions: sessionmaker[Session]) -> str:
@@ -142,3 +142,25 @@ def make_group(sessions: sessionmaker[Session], cfg: Any, name: str = "Migrant I
     with sessions.begin() as session:
         return create_group(session, cfg, name, contact=contact, organisation="City of Bologna", country="IT",
                             now=NOW).slug
+
+
+def approval_token(sessions: sessionmaker[Session]) -> str:
+    """The token of the newest approval request (from its Reply-To address)."""
+    requests = queued(sessions, "approval")
+    assert requests, "no approval request was queued"
+    reply_to = str(requests[-1][1]["Reply-To"])
+    return reply_to.split("+approval-")[1].split("@")[0]
+
+
+def confirm(sessions: sessionmaker[Session], cfg: Any, sender: str, now: dt.datetime = NOW) -> None:
+    """Reply to the newest confirmation request, as `sender`."""
+    token = token_from(sessions)
+    feed(sessions, cfg, mail("yes", subject=f"Re: confirm {token}", sender=sender,
+                             msgid=f"<confirm-{token[:8]}@example.com>"),
+         to=f"wgbot+confirm-{token}@lists.example.org", now=now)
+
+
+def notices_to(sessions: sessionmaker[Session], address: str) -> list[str]:
+    """Subjects of the notices and approval requests queued for `address`."""
+    return [str(m["Subject"]) for r, m in queued(sessions) if r == address and not str(m["Subject"]).startswith(
+        ("confirm ", "Results of"))]

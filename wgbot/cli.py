@@ -49,7 +49,7 @@ def config_path(arg: str | None) -> Path:
     return Path(env) if env else here
 
 
-def load(args: argparse.Namespace) -> Config:
+def load(args: argparse.Namespace, rules: bool = True) -> Config:
     from wgbot.config import load_config
     from wgbot.errors import ConfigError
 
@@ -62,6 +62,14 @@ def load(args: argparse.Namespace) -> Config:
     except ConfigError as exc:
         raise Fail(f"configuration error: {exc}", EXIT_USAGE) from exc
     setup_logging(cfg.log.level)
+    if rules:
+        from wgbot.errors import RulesError
+        from wgbot.rules import cached_rules
+
+        try:
+            cached_rules(str(cfg.rules_path))
+        except RulesError as exc:
+            raise Fail(f"rules error (network.rules in {path}): {exc}", EXIT_USAGE) from exc
     return cfg
 
 
@@ -321,6 +329,22 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check_rules(args: argparse.Namespace) -> int:
+    from wgbot.errors import RulesError
+    from wgbot.rules import load_rules
+
+    try:
+        rules = load_rules(args.file)
+    except RulesError as exc:
+        raise Fail(f"{exc}", EXIT_USAGE) from exc
+    f = rules.formation
+    print(f"{args.file}: valid rules for {rules.network.name}: {f.min_organisations} {rules.network.organisation}(s)"
+          + (f" in {f.min_countries} countries" if f.min_countries else "")
+          + f" form a group, constituted by {f.constituted_by}; joining is {rules.joining.policy}"
+          + (f"; {len(rules.deliverables)} deliverable(s)" if rules.deliverables else ""))
+    return EXIT_OK
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
@@ -421,6 +445,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", action="store_true", help="show: print the raw message too")
     p.add_argument("--json", action="store_true", help="list: print JSON")
     p.set_defaults(func=cmd_quarantine)
+
+    p = sub.add_parser("check-rules", help="validate a rules file",
+                       description="Validate a network rules file (rules/*.toml); errors name the file, the rule "
+                                   "and the field.")
+    p.add_argument("file", metavar="FILE", help="the rules file")
+    p.set_defaults(func=cmd_check_rules)
 
     p = sub.add_parser("audit", help="read the audit log", description="Who did what, and which rule decided.")
     p.add_argument("--group", metavar="SLUG", help="only this group")

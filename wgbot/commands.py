@@ -26,6 +26,7 @@ from wgbot.countries import country_name, normalise_country
 from wgbot.outbox import allow_reply, enqueue
 from wgbot.parse import Message, clean_header_text, normalise_word
 from wgbot.render import compose, render_fragment
+from wgbot.rules import NetworkRules, Rules
 from wgbot.store import (
     Delivery,
     Group,
@@ -37,7 +38,6 @@ from wgbot.store import (
     address_key,
     audit,
     get_member,
-    get_or_create_member,
     membership,
     token_hash,
 )
@@ -177,6 +177,7 @@ class Spec:
     takes_text: bool = False
     min_args: int = 0
     max_args: int = 0
+    order: int = 100
 
 
 class Registry:
@@ -188,9 +189,9 @@ class Registry:
 
     def command(self, name: str, *, usage: str, summary: str, example: str = "", aliases: tuple[str, ...] = (),
                 fields: tuple[str, ...] = (), takes_text: bool = False,
-                args: tuple[int, int] = (0, 0)) -> Callable[[Handler], Handler]:
+                args: tuple[int, int] = (0, 0), order: int = 100) -> Callable[[Handler], Handler]:
         def register(func: Handler) -> Handler:
-            spec = Spec(name, func, usage, summary, example or usage, aliases, fields, takes_text, *args)
+            spec = Spec(name, func, usage, summary, example or usage, aliases, fields, takes_text, *args, order)
             self._specs[name] = spec
             for n in (name, *aliases):
                 if n in self._names:
@@ -203,7 +204,8 @@ class Registry:
         return self._names.get(normalise_word(verb))
 
     def specs(self) -> list[Spec]:
-        return list(self._specs.values())
+        """Every command, in the order `help` shows them."""
+        return sorted(self._specs.values(), key=lambda spec: spec.order)
 
 
 registry = Registry()
@@ -270,11 +272,13 @@ class Context:
     reply_address: str          # where replies go (the envelope sender, else From)
     default_group: str = ""     # from SLUG-request@
     inbound_id: int | None = None
+    rules: Rules = field(default_factory=lambda: Rules(NetworkRules(name="network")))
+    trusted: bool = False       # a trusted Authentication-Results says dmarc=pass: no confirmation needed
     sent: list[str] = field(default_factory=list)
 
-    def result(self, name: str, ok: bool, outcome: str, **context: Any) -> Result:
+    def result(self, name: str, ok: bool, outcome: str, /, **context: Any) -> Result:
         text = render_fragment(self.cfg, f"commands/{name}.txt", outcome=outcome, network=self.cfg.network,
-                               cfg=self.cfg, sender=self.sender, **context)
+                               cfg=self.cfg, sender=self.sender, rules=self.rules, **context)
         return Result(ok, text)
 
     def send(self, template: str, context: dict[str, Any], to: str, *, reply_to: str | None = None,
@@ -311,8 +315,18 @@ class Context:
                 return group, [], None
         return None, [], self.result(name, False, "missing_group")
 
+    def pending(self, template: str, action: str, group: Group | None, payload: dict[str, Any], description: str,
+                /, **context: Any) -> Result:
+        """A state change that needs the sender's confirmation (SPEC §3, Identity); applied at once when the
+        message carries a trusted DMARC pass for its From domain."""
+        if self.trusted:
+            token, _, _ = self.request_confirmation(action, group, payload, description, send=False)
+            return confirm_token(self, token)
+        _, ref, sent = self.request_confirmation(action, group, payload, description)
+        return self.result(template, True, "pending", group=group, ref=ref, sent=sent, **context)
+
     def request_confirmation(self, action: str, group: Group | None, payload: dict[str, Any],
-                             description: str) -> tuple[str, str, bool]:
+                             description: str, send: bool = True) -> tuple[str, str, bool]:
         """Create a pending action for the sender and mail them the confirmation request: (token, ref, sent)."""
         key = address_key(self.sender)
         # One pending request per address, action and group: a new request replaces the old one.
@@ -326,6 +340,8 @@ class Context:
             token_hash=token_hash(token), public_ref=ref, action=action, address_key=key,
             group_id=group.id if group else None, payload={"address": self.sender, **payload},
             created_at=self.now, expires_at=self.now + dt.timedelta(days=self.cfg.limits.token_days)))
+        if not send:
+            return token, ref, False
         local, _, domain = self.cfg.network.bot_address.partition("@")
         sent = self.send("notices/confirm.txt",
                          {"token": token, "ref": ref, "description": description, "address": self.sender,
@@ -382,12 +398,12 @@ def run(ctx: Context, lines: list[Line]) -> list[tuple[str, Result]]:
 # The commands of the spine
 
 
-@registry.command("help", usage="help", summary="this list of commands, with examples")
+@registry.command("help", order=0, usage="help", summary="this list of commands, with examples")
 def cmd_help(ctx: Context, line: Line) -> Result:
     return ctx.result("help", True, "ok", commands=registry.specs())
 
 
-@registry.command("groups", aliases=("lists",), usage="groups",
+@registry.command("groups", order=10, aliases=("lists",), usage="groups",
                   summary="the active groups and the open proposals, with their addresses")
 def cmd_groups(ctx: Context, line: Line) -> Result:
     groups = ctx.session.scalars(select(Group).where(Group.status != GroupStatus.CLOSED.value)
@@ -410,17 +426,21 @@ def _by_country(session: Session, group: Group) -> list[tuple[str, list[str]]]:
     return sorted((c, sorted(orgs)) for c, orgs in table.items())
 
 
-@registry.command("info", usage="info GROUP", example="info migrant-inclusion",
+@registry.command("info", order=20, usage="info GROUP", example="info migrant-inclusion",
                   summary="a group's description, status, contacts and member organisations by country",
                   args=(1, 1))
 def cmd_info(ctx: Context, line: Line) -> Result:
     group, _, error = ctx.group_arg("info", line)
     if error or group is None:
         return error or Result(False, "")
+    from wgbot.rules import formation
+    from wgbot.workgroups import supporters
+
     count = ctx.session.scalar(select(func.count()).select_from(Membership).where(Membership.group_id == group.id))
     return ctx.result("info", True, "ok", group=group, contacts=_contacts(ctx.session, group),
                       countries=_by_country(ctx.session, group), members=count,
-                      domain=ctx.cfg.network.list_domain)
+                      domain=ctx.cfg.network.list_domain,
+                      formation=formation(ctx.rules, supporters(ctx.session, group)))
 
 
 def _fields(ctx: Context, name: str, line: Line) -> tuple[dict[str, str], Result | None]:
@@ -438,44 +458,7 @@ def _fields(ctx: Context, name: str, line: Line) -> tuple[dict[str, str], Result
     return out, None
 
 
-@registry.command("join", aliases=("subscribe",), usage="join GROUP [digest|nomail]",
-                  example="join migrant-inclusion digest",
-                  summary="join a group and its list (fields Organisation: and Country: may follow)",
-                  fields=("organisation", "organization", "country"), args=(1, 2))
-def cmd_join(ctx: Context, line: Line) -> Result:
-    group, rest, error = ctx.group_arg("join", line)
-    if error or group is None:
-        return error or Result(False, "")
-    delivery = rest[0].lower() if rest else Delivery.REGULAR.value
-    if delivery not in (Delivery.DIGEST.value, Delivery.NOMAIL.value, Delivery.REGULAR.value):
-        return ctx.result("join", False, "bad_delivery", group=group, value=shown(rest[0]))
-    if group.status != GroupStatus.ACTIVE.value:
-        return ctx.result("join", False, "not_active", group=group)
-    member = get_member(ctx.session, ctx.sender)
-    if member is not None and membership(ctx.session, group, member) is not None:
-        return ctx.result("join", True, "already", group=group)
-    fields, error = _fields(ctx, "join", line)
-    if error:
-        return error
-    _, ref, sent = ctx.request_confirmation("join", group, {"delivery": delivery, **fields},
-                                            f"join the group {group.name} ({delivery} delivery)")
-    return ctx.result("join", True, "pending", group=group, ref=ref, sent=sent, delivery=delivery)
-
-
-@registry.command("leave", aliases=("unsubscribe",), usage="leave GROUP", example="leave migrant-inclusion",
-                  summary="leave a group and its list", args=(1, 1))
-def cmd_leave(ctx: Context, line: Line) -> Result:
-    group, _, error = ctx.group_arg("leave", line)
-    if error or group is None:
-        return error or Result(False, "")
-    member = get_member(ctx.session, ctx.sender)
-    if member is None or membership(ctx.session, group, member) is None:
-        return ctx.result("leave", False, "not_member", group=group)
-    _, ref, sent = ctx.request_confirmation("leave", group, {}, f"leave the group {group.name}")
-    return ctx.result("leave", True, "pending", group=group, ref=ref, sent=sent)
-
-
-@registry.command("set", usage="set GROUP delivery regular|digest|nomail",
+@registry.command("set", order=50, usage="set GROUP delivery regular|digest|nomail",
                   example="set migrant-inclusion delivery digest",
                   summary="change how list mail reaches you: each post, a digest, or nothing", args=(3, 3))
 def cmd_set(ctx: Context, line: Line) -> Result:
@@ -491,12 +474,11 @@ def cmd_set(ctx: Context, line: Line) -> Result:
     delivery = rest[1].lower()
     if ms.delivery == delivery:
         return ctx.result("set", True, "unchanged", group=group, delivery=delivery)
-    _, ref, sent = ctx.request_confirmation("set", group, {"delivery": delivery},
-                                            f"change your delivery in {group.name} to {delivery}")
-    return ctx.result("set", True, "pending", group=group, ref=ref, sent=sent, delivery=delivery)
+    return ctx.pending("set", "set", group, {"delivery": delivery},
+                       f"change your delivery in {group.name} to {delivery}", delivery=delivery)
 
 
-@registry.command("who", usage="who GROUP", example="who migrant-inclusion",
+@registry.command("who", order=60, usage="who GROUP", example="who migrant-inclusion",
                   summary="a group's members (addresses only for its contacts and the secretariat)", args=(1, 1))
 def cmd_who(ctx: Context, line: Line) -> Result:
     group, _, error = ctx.group_arg("who", line)
@@ -513,7 +495,7 @@ def cmd_who(ctx: Context, line: Line) -> Result:
     return ctx.result("who", True, "ok", group=group, members=members, privileged=privileged)
 
 
-@registry.command("confirm", usage="confirm TOKEN", example="confirm 4f3kq2...",
+@registry.command("confirm", order=130, usage="confirm TOKEN", example="confirm 4f3kq2...",
                   summary="confirm a pending request (replying to the confirmation request does the same)",
                   args=(1, 8))
 def cmd_confirm(ctx: Context, line: Line) -> Result:
@@ -521,7 +503,7 @@ def cmd_confirm(ctx: Context, line: Line) -> Result:
     return confirm_token(ctx, token)
 
 
-@registry.command("end", aliases=("stop",), usage="end", summary="stop reading commands here")
+@registry.command("end", order=200, aliases=("stop",), usage="end", summary="stop reading commands here")
 def cmd_end(ctx: Context, line: Line) -> Result:
     return Result(True, ctx.result("end", True, "ok").text, stop=True)
 
@@ -550,38 +532,11 @@ def confirm_token(ctx: Context, token: str) -> Result:
     return ACTIONS[row.action](ctx, row, group)
 
 
-def _apply_join(ctx: Context, row: PendingAction, group: Group | None) -> Result:
-    assert group is not None
-    payload = row.payload
-    member = get_or_create_member(ctx.session, payload["address"], ctx.now)
-    for key in ("organisation", "country"):
-        if payload.get(key):
-            setattr(member, key, payload[key])
-    if group.status != GroupStatus.ACTIVE.value:
-        return ctx.result("confirm", False, "group_gone", ref=row.public_ref, group=group)
-    if membership(ctx.session, group, member) is None:
-        ctx.session.add(Membership(group_id=group.id, member_id=member.id, role=Role.MEMBER.value,
-                                   delivery=payload.get("delivery", Delivery.REGULAR.value), joined_at=ctx.now))
-    audit(ctx.session, ctx.now, member.address, "join", group.slug, detail_ref=row.public_ref,
-          delivery=payload.get("delivery", "regular"))
-    return ctx.result("confirm", True, "joined", ref=row.public_ref, group=group,
-                      delivery=payload.get("delivery", "regular"), domain=ctx.cfg.network.list_domain)
-
-
 def _requested_membership(ctx: Context, row: PendingAction, group: Group | None) -> tuple[Group, Membership | None]:
     """The group and the requester's membership in it, for a confirmed leave or set."""
     assert group is not None
     member = get_member(ctx.session, row.payload["address"])
     return group, membership(ctx.session, group, member) if member else None
-
-
-def _apply_leave(ctx: Context, row: PendingAction, group: Group | None) -> Result:
-    group, ms = _requested_membership(ctx, row, group)
-    if ms is None:
-        return ctx.result("confirm", True, "left", ref=row.public_ref, group=group)
-    ctx.session.delete(ms)
-    audit(ctx.session, ctx.now, row.payload["address"], "leave", group.slug, detail_ref=row.public_ref)
-    return ctx.result("confirm", True, "left", ref=row.public_ref, group=group)
 
 
 def _apply_set(ctx: Context, row: PendingAction, group: Group | None) -> Result:
@@ -596,4 +551,7 @@ def _apply_set(ctx: Context, row: PendingAction, group: Group | None) -> Result:
 
 
 ApplyAction = Callable[[Context, PendingAction, "Group | None"], Result]
-ACTIONS: dict[str, ApplyAction] = {"join": _apply_join, "leave": _apply_leave, "set": _apply_set}
+ACTIONS: dict[str, ApplyAction] = {"set": _apply_set}
+
+# The working-group commands (and join and leave, which follow the rules) register themselves here.
+from wgbot import workgroups  # noqa: E402,F401

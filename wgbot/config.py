@@ -12,6 +12,7 @@ import re
 import tomllib
 import typing
 import zoneinfo
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from wgbot.errors import ConfigError
 
 BUNDLED_RULES = ("eccar", "ietm", "igf")
+ErrorFactory = Callable[[str, str, str], Exception]
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+$")
 _ADDRESS = re.compile(rf"^[A-Za-z0-9.!#$%&'*+/=?^_`{{|}}~-]+@{_LABEL}(?:\.{_LABEL})+$")
@@ -176,11 +178,11 @@ def _type_name(tp: Any) -> str:
     if tp is float:
         return "a number"
     if typing.get_origin(tp) is tuple:
-        return "a list of strings"
+        return "a list of whole numbers" if typing.get_args(tp)[0] is int else "a list of strings"
     return str(tp)
 
 
-def _check_value(path: str, key: str, tp: Any, value: Any) -> Any:
+def _check_value(path: str, key: str, tp: Any, value: Any, error: ErrorFactory = ConfigError) -> Any:
     if tp is bool:
         ok = isinstance(value, bool)
     elif tp is int:
@@ -191,38 +193,45 @@ def _check_value(path: str, key: str, tp: Any, value: Any) -> Any:
     elif tp is str:
         ok = isinstance(value, str)
     elif typing.get_origin(tp) is tuple:
-        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+        inner = typing.get_args(tp)[0]
+        if dataclasses.is_dataclass(inner):
+            if not isinstance(value, list):
+                raise error(path, key, "expected a list of tables ([[...]])")
+            return tuple(_build(typing.cast(type, inner), item, path, f"{key}[{i}]", error)
+                         for i, item in enumerate(value))
+        ok = isinstance(value, list) and all(
+            isinstance(v, inner) and not isinstance(v, bool) for v in value)
         value = tuple(value) if ok else value
     else:  # pragma: no cover - a schema mistake, not a user mistake
         raise TypeError(tp)
     if not ok:
-        raise ConfigError(path, key, f"expected {_type_name(tp)}, got {value!r}")
+        raise error(path, key, f"expected {_type_name(tp)}, got {value!r}")
     return value
 
 
-def _build(cls: type[Any], table: Any, path: str, prefix: str) -> Any:
+def _build(cls: type[Any], table: Any, path: str, prefix: str, error: ErrorFactory = ConfigError) -> Any:
     """One dataclass from one TOML table: unknown keys, wrong types and missing values are errors."""
     if not isinstance(table, dict):
-        raise ConfigError(path, prefix, "expected a table")
+        raise error(path, prefix, "expected a table")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name != "path"}
     kwargs: dict[str, Any] = {}
     for key, value in table.items():
         dotted = f"{prefix}.{key}" if prefix else key
         if key.endswith("_env") and key[:-4] in fields and key[:-4] in table:
-            raise ConfigError(path, dotted, f"give either {key[:-4]} or {key}, not both")
+            raise error(path, dotted, f"give either {key[:-4]} or {key}, not both")
         if key not in fields:
             known = ", ".join(sorted(fields))
-            raise ConfigError(path, dotted, f"unknown key (known keys here: {known})")
+            raise error(path, dotted, f"unknown key (known keys here: {known})")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(typing.cast(type, tp), value, path, dotted)
+            kwargs[key] = _build(typing.cast(type, tp), value, path, dotted, error)
         else:
-            kwargs[key] = _check_value(path, dotted, tp, value)
+            kwargs[key] = _check_value(path, dotted, tp, value, error)
     for name, f in fields.items():
         if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             dotted = f"{prefix}.{name}" if prefix else name
-            raise ConfigError(path, dotted, f"missing; expected {_type_name(hints[name])}")
+            raise error(path, dotted, f"missing; expected {_type_name(hints[name])}")
     return cls(**kwargs)
 
 

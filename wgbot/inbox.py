@@ -145,18 +145,30 @@ def _handle(session: Session, cfg: Config, row: InboundMessage, now: dt.datetime
         if dest.kind is Kind.BOUNCES:
             return Outcome(InboundStatus.QUARANTINED.value, "bounce processing is not built yet", queued)
         return Outcome(InboundStatus.IGNORED.value, f"automated: {verdict.reason}", queued)
-    if dest.kind in (Kind.COMMAND, Kind.REQUEST, Kind.JOIN, Kind.LEAVE, Kind.CONFIRM):
+    if dest.kind in (Kind.COMMAND, Kind.REQUEST, Kind.JOIN, Kind.LEAVE, Kind.CONFIRM, Kind.APPROVAL):
         return _run_commands(session, cfg, row, msg, dest, now)
     raise MessageRefused(f"mail to {dest.kind.value} addresses ({row.recipient}) is not handled yet in this version")
 
 
 def _run_commands(session: Session, cfg: Config, row: InboundMessage, msg: Message, dest: Destination,
                   now: dt.datetime) -> Outcome:
+    from wgbot.rules import cached_rules
+    from wgbot.workgroups import trusted_dmarc_pass
+
+    trusted = trusted_dmarc_pass(cfg, msg.all("authentication-results"), msg.sender)
     ctx = commands.Context(session=session, cfg=cfg, now=now, msg=msg, sender=msg.sender,
-                           reply_address=_reply_to(row, msg), default_group=dest.slug, inbound_id=row.id)
+                           reply_address=_reply_to(row, msg), default_group=dest.slug, inbound_id=row.id,
+                           rules=cached_rules(str(cfg.rules_path)), trusted=trusted)
     unknown: list[str] = []
     stopped = ""
-    if dest.kind is Kind.CONFIRM:
+    template = "replies/results.txt"
+    if dest.kind is Kind.APPROVAL:
+        if cfg.network.trusted_authserv_id and not trusted:
+            # Approvals need a trusted, aligned DMARC pass when the deployment has one (mail-safety.md §4.1
+            # item 38): refused, and no reply to a From that may be forged.
+            return Outcome(InboundStatus.IGNORED.value, "approval reply without a trusted DMARC pass", [])
+        results, template = _approval_reply(ctx, dest.token)
+    elif dest.kind is Kind.CONFIRM:
         results = [(f"confirm {dest.token[:6]}…", commands.confirm_token(ctx, dest.token))]
     elif dest.kind in (Kind.JOIN, Kind.LEAVE):
         verb = "join" if dest.kind is Kind.JOIN else "leave"
@@ -168,7 +180,7 @@ def _run_commands(session: Session, cfg: Config, row: InboundMessage, msg: Messa
     to = ctx.reply_address
     queued: list[int] = []
     if allow_reply(session, to, now, cfg.limits.replies_per_day):
-        reply = compose(cfg, "replies/results.txt",
+        reply = compose(cfg, template,
                         {"results": results, "unknown": unknown, "stopped": stopped},
                         to=[to], parent=msg, auto_submitted="auto-replied", now=now)
         queued.append(enqueue(session, reply, [to], cfg.network.bot_address, now, kind="reply",
@@ -178,6 +190,17 @@ def _run_commands(session: Session, cfg: Config, row: InboundMessage, msg: Messa
     if unknown:
         summary += f", {len(unknown)} unknown line(s)"
     return Outcome(InboundStatus.DONE.value, summary, queued)
+
+
+def _approval_reply(ctx: commands.Context, token: str) -> tuple[list[tuple[str, commands.Result]], str]:
+    """A reply to an approval request: its first non-quoted line decides; anything else is asked again."""
+    from wgbot.workgroups import decide, read_decision
+
+    decision, reason = read_decision(ctx.msg.text)
+    if not decision:
+        return [], "replies/approval_unclear.txt"
+    line = decision + (f" ({commands.shown(reason, 60)})" if reason else "")
+    return [(line, decide(ctx, token, decision, reason))], "replies/results.txt"
 
 
 def _answer_refused(session: Session, cfg: Config, row: InboundMessage, reason: str, now: dt.datetime) -> None:

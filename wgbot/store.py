@@ -126,8 +126,12 @@ class Group(Base):
     name: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(16), default=GroupStatus.ACTIVE.value)
     introduction: Mapped[str] = mapped_column(Text, default="")
+    proposer: Mapped[str] = mapped_column(String(320), default="")
+    proposal_ref: Mapped[str] = mapped_column(String(16), default="", index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    activated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    closed_reason: Mapped[str] = mapped_column(String(500), default="")
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="group")
 
@@ -236,6 +240,20 @@ class AuditEntry(Base):
     group_slug: Mapped[str] = mapped_column(String(40), default="", index=True)
     rule: Mapped[str] = mapped_column(String(200), default="")
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Declaration(Base):
+    """A group's yearly declaration: continue or close (ECCAR's General Assembly)."""
+
+    __tablename__ = "declarations"
+    __table_args__ = (Index("ix_declarations_group_year", "group_id", "year"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    year: Mapped[int] = mapped_column(Integer)
+    decision: Mapped[str] = mapped_column(String(16))
+    declared_by: Mapped[str] = mapped_column(String(320))
+    declared_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class ImapCursor(Base):

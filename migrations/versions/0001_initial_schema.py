@@ -36,11 +36,18 @@ def upgrade() -> None:
     sa.Column('name', sa.String(length=200), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('introduction', sa.Text(), nullable=False),
+    sa.Column('proposer', sa.String(length=320), nullable=False),
+    sa.Column('proposal_ref', sa.String(length=16), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('activated_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('closed_reason', sa.String(length=500), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_groups')),
     sa.UniqueConstraint('slug', name=op.f('uq_groups_slug'))
     )
+    with op.batch_alter_table('groups', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_groups_proposal_ref'), ['proposal_ref'], unique=False)
+
     op.create_table('imap_cursors',
     sa.Column('folder', sa.String(length=200), nullable=False),
     sa.Column('uidvalidity', sa.BigInteger(), nullable=False),
@@ -86,6 +93,19 @@ def upgrade() -> None:
     sa.Column('count', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('address_key', 'day', name=op.f('pk_reply_counts'))
     )
+    op.create_table('declarations',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('group_id', sa.Integer(), nullable=False),
+    sa.Column('year', sa.Integer(), nullable=False),
+    sa.Column('decision', sa.String(length=16), nullable=False),
+    sa.Column('declared_by', sa.String(length=320), nullable=False),
+    sa.Column('declared_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['group_id'], ['groups.id'], name=op.f('fk_declarations_group_id_groups'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_declarations'))
+    )
+    with op.batch_alter_table('declarations', schema=None) as batch_op:
+        batch_op.create_index('ix_declarations_group_year', ['group_id', 'year'], unique=False)
+
     op.create_table('memberships',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('group_id', sa.Integer(), nullable=False),
@@ -181,6 +201,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_memberships_group_role')
 
     op.drop_table('memberships')
+    with op.batch_alter_table('declarations', schema=None) as batch_op:
+        batch_op.drop_index('ix_declarations_group_year')
+
+    op.drop_table('declarations')
     op.drop_table('reply_counts')
     op.drop_table('members')
     with op.batch_alter_table('inbound_messages', schema=None) as batch_op:
@@ -188,6 +212,9 @@ def downgrade() -> None:
 
     op.drop_table('inbound_messages')
     op.drop_table('imap_cursors')
+    with op.batch_alter_table('groups', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_groups_proposal_ref'))
+
     op.drop_table('groups')
     with op.batch_alter_table('audit_log', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_audit_log_group_slug'))

@@ -177,7 +177,7 @@ def test_request_address_defaults_the_group(sessions: sessionmaker[Session], cfg
     """Commands to SLUG-request@ may leave out the group; SLUG-join@ joins whatever the body says."""
     slug = make_group(sessions, cfg)
     feed(sessions, cfg, mail("info\n"), to=f"{slug}-request@lists.example.org")
-    assert "status:   active" in last_reply(sessions)
+    assert "status: active" in last_reply(sessions)
     feed(sessions, cfg, mail("whatever", msgid="<j1@example.com>"), to=f"{slug}-join@lists.example.org")
     assert "confirmation request" in last_reply(sessions)
 

@@ -9,6 +9,7 @@ from wgbot.commands import registry
 from wgbot.config import Config
 from wgbot.render import compose, render_fragment, template_names
 from wgbot.resources import data_dir
+from wgbot.rules import Decision, load_rules
 
 NOW_CONTEXT = {"outcome": "ok", "sender": "alice@example.com"}
 
@@ -28,7 +29,9 @@ def test_every_command_has_usage_summary_and_example() -> None:
 
 def test_every_template_renders(cfg: Config) -> None:
     """Each template renders with a sample context; full messages start with a Subject line."""
-    group = SimpleNamespace(name="Migrant Inclusion", slug="migrant-inclusion", status="active",
+    decision = Decision(False, "formation.min_organisations=3", "ECCAR needs 3 cities")
+    group = SimpleNamespace(proposer="p@example.com", closed_reason="", name="Migrant Inclusion",
+                            slug="migrant-inclusion", status="active",
                             introduction="We work on inclusion.")
     sample = {
         "commands": registry.specs(), "groups": [group], "group": group, "domain": "lists.example.org",
@@ -36,20 +39,31 @@ def test_every_template_renders(cfg: Config) -> None:
         "value": "x", "ref": "R-ABCDEFG", "sent": True, "delivery": "digest", "outcome_was": "confirmed",
         "token": "a" * 32, "description": "join a group", "address": "alice@example.com", "days": 14,
         "reason": "too big", "results": [], "unknown": ["frobnicate"], "stopped": "",
+        "summary": "constitute the working group Migrant Inclusion", "applied": "the group is active",
+        "decisions": [decision], "decision": decision, "formation": decision, "name": "Migrant Inclusion",
+        "problem": "reserved", "what": "join a group", "verb": "add", "minimum": 1, "last": True,
+        "member": SimpleNamespace(address="a@example.com", organisation="City of Graz", country="AT"),
+        "requester": "alice@example.com", "kind": "group", "rule": "formation.constituted_by=secretariat",
+        "reply_address": "wgbot+approval-" + "a" * 32 + "@lists.example.org", "decider": "office@example.org",
+        "by": "chair@example.org",
     }
     from datetime import UTC, datetime
+
+    rules = load_rules(cfg.rules_path)
 
     for name in template_names():
         if name.startswith("commands/_"):
             continue
         if name.startswith("commands/"):
-            source = (data_dir("templates") / name).read_text() + (data_dir("templates") / "commands/_group_errors.txt"
-                                                                   ).read_text()
+            source = (data_dir("templates") / name).read_text()
+            for partial in re.findall(r'include "(commands/_\w+\.txt)"', source):
+                source += (data_dir("templates") / partial).read_text()
             outcomes = set(re.findall(r'outcome == "(\w+)"', source)) or {"ok"}
             for outcome in outcomes:
                 text = render_fragment(cfg, name, **{**sample, **NOW_CONTEXT, "outcome": outcome},
-                                       network=cfg.network, cfg=cfg)
+                                       network=cfg.network, cfg=cfg, rules=rules)
                 assert text.strip(), f"{name} renders nothing for outcome {outcome}"
         else:
-            msg = compose(cfg, name, sample, to=["alice@example.com"], now=datetime(2026, 1, 1, tzinfo=UTC))
+            msg = compose(cfg, name, {**sample, "rules": rules, "outcome": "the group is active"},
+                          to=["alice@example.com"], now=datetime(2026, 1, 1, tzinfo=UTC))
             assert str(msg["Subject"]).strip(), name

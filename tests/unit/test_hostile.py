@@ -281,7 +281,7 @@ def test_28_hostile_group_names(db: S, cfg: Config, name: str, found: bool) -> N
     make_group(db, cfg, name="grp")
     feed(db, cfg, mail(f"info {name}\n"))
     reply = last_reply(db)
-    assert ("status:   active" in reply) is found
+    assert ("status: active" in reply) is found
     if not found:
         assert "There is no group" in reply or "Wrong number" in reply or "unbalanced" in reply
     assert "\u202e" not in reply and "\u200b" not in reply and "\r" not in reply.replace("\r\n", "\n")
