@@ -80,6 +80,31 @@ def _split(raw: str) -> tuple[list[str], str]:
         return raw.split(), "unbalanced quotes; put an argument with spaces in double quotes"
 
 
+def _read_fields_and_text(spec: Spec, line: Line, body: list[str], i: int) -> int:
+    """Read the `Field: value` lines (and, for a command that takes text, the text up to the signature or a
+    quote) that follow a command, from body[i]; returns the index after them."""
+    while spec.fields and i < len(body):
+        stripped = body[i].strip()
+        if not stripped and not line.fields:
+            i += 1
+            continue
+        m = _FIELD.match(stripped)
+        if not m or normalise_word(m.group(1)).replace(" ", "") not in spec.fields:
+            break
+        line.fields[normalise_word(m.group(1)).replace(" ", "")] = m.group(2).strip()
+        i += 1
+    if spec.takes_text:
+        rest: list[str] = []
+        while i < len(body):
+            cur = body[i]
+            if cur.startswith(">") or cur.rstrip("\r") in ("-- ", "--"):
+                break
+            rest.append(cur.rstrip())
+            i += 1
+        line.text = "\n".join(rest).strip()
+    return i
+
+
 def read_commands(registry: Registry, subject: str, text: str, max_lines: int) -> tuple[list[Line], list[str], str]:
     """(commands, unknown lines, why reading stopped) from a Subject and a first text part.
 
@@ -97,6 +122,13 @@ def read_commands(registry: Registry, subject: str, text: str, max_lines: int) -
     body = text.split("\n")
     i = 0
     seen = 0
+    subject_spec = registry.lookup(lines[0].verb) if lines else None
+    first = next((b.strip() for b in body if b.strip()), "")
+    first_words, _ = _split(first) if first else ([], "")
+    if subject_spec is not None and (subject_spec.fields or subject_spec.takes_text) and not (
+            first_words and registry.lookup(first_words[0]) is not None):
+        # `propose NAME` in the Subject: the body holds its fields and its text.
+        i = _read_fields_and_text(subject_spec, lines[0], body, 0)
     while i < len(body):
         raw = body[i].strip()
         i += 1
@@ -128,21 +160,7 @@ def read_commands(registry: Registry, subject: str, text: str, max_lines: int) -
             stopped = "end"
             break
         line = Line(raw, words[0], words[1:], error=err)
-        while spec.fields and i < len(body):
-            m = _FIELD.match(body[i].strip())
-            if not m or normalise_word(m.group(1)).replace(" ", "") not in spec.fields:
-                break
-            line.fields[normalise_word(m.group(1)).replace(" ", "")] = m.group(2).strip()
-            i += 1
-        if spec.takes_text:
-            rest: list[str] = []
-            while i < len(body):
-                cur = body[i]
-                if cur.startswith(">") or cur.rstrip("\r") in ("-- ", "--"):
-                    break
-                rest.append(cur.rstrip())
-                i += 1
-            line.text = "\n".join(rest).strip()
+        i = _read_fields_and_text(spec, line, body, i)
         if lines and lines[0].source == "subject" and raw.casefold() == lines[0].raw.casefold() and len(lines) == 1:
             continue  # the body repeats the Subject's command: run it once
         lines.append(line)

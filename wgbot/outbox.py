@@ -94,8 +94,9 @@ class MaildirTransport:
         self.box = mailbox.Maildir(str(path), create=False)
 
     def send(self, envelope_from: str, recipient: str, raw: bytes) -> None:
-        head = f"Return-Path: <{envelope_from}>\r\nDelivered-To: {recipient}\r\n".encode()
-        self.box.add(head + raw)
+        # Maildir files use the local line end (LF), as a local delivery agent writes them.
+        head = f"Return-Path: <{envelope_from}>\nDelivered-To: {recipient}\n".encode()
+        self.box.add(head + raw.replace(b"\r\n", b"\n"))
 
     def close(self) -> None:
         return None

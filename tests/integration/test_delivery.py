@@ -110,8 +110,9 @@ def test_maildir_transport(sqlite_sessions: sessionmaker[Session], cfg: Config) 
     assert outbox.deliver_due(sqlite_sessions, cfg, lambda: NOW).sent == 2
     files = sorted((cfg.resolve(cfg.outbound.maildir) / "new").iterdir())
     assert len(files) == 2
-    text = files[0].read_text()
-    assert text.startswith("Return-Path: <wgbot@lists.example.org>\nDelivered-To: m")  # Maildir files use LF
+    data = files[0].read_bytes()
+    assert data.startswith(b"Return-Path: <wgbot@lists.example.org>\nDelivered-To: m")
+    assert b"\r" not in data  # Maildir files use LF line ends
 
 
 def test_crash_between_send_and_commit_resends_only_that_message(tmp_path: Path, relay: Relay) -> None:

@@ -231,3 +231,16 @@ def test_replies_go_to_the_envelope_sender(sessions: sessionmaker[Session], cfg:
     feed(sessions, cfg, mail(f"join {slug}"), envelope="srs0+alice@mail.example.com")
     assert queued(sessions, "reply")[-1][0] == "srs0+alice@mail.example.com"
     assert queued(sessions, "confirm")[-1][0] == "alice@example.com"
+
+
+def test_subject_command_takes_the_body_as_its_fields_and_text() -> None:
+    """`propose NAME` in the Subject: the body's field lines are its fields, the rest its introduction."""
+    lines, unknown, _ = read_commands(registry, "propose Circus Futures",
+                                      "\nOrganisation: Teatro\nCountry: IT\n\nWe bring circus together.\nAll welcome.\n"
+                                      "-- \nAnna\n", 25)
+    assert unknown == [] and len(lines) == 1
+    assert lines[0].fields == {"organisation": "Teatro", "country": "IT"}
+    assert lines[0].text == "We bring circus together.\nAll welcome."
+    # A body that starts with a command is read as commands, as before.
+    lines, _, _ = read_commands(registry, "propose X", "help\n", 25)
+    assert [line.verb for line in lines] == ["propose", "help"] and lines[0].text == ""
