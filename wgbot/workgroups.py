@@ -133,7 +133,8 @@ def request_approval(ctx: Context, kind: str, group: Group, requester: str, appr
                       {"group": group, "rules": ctx.rules, "ref": ref, "rule": rule, "summary": summary,
                        "requester": requester, "token": token, "kind": kind, "reply_address": reply_address,
                        "days": ctx.cfg.limits.token_days},
-                      to=[approver], sender=reply_address, reply_to=reply_address, now=ctx.now)
+                      to=[approver], sender=f"{ctx.cfg.network.name} <{reply_address}>", reply_to=reply_address,
+                      now=ctx.now)
         enqueue(ctx.session, msg, [approver], ctx.cfg.network.bot_address, ctx.now, kind="approval",
                 inbound_id=ctx.inbound_id)
     audit(ctx.session, ctx.now, requester, f"approval-requested:{kind}", group.slug, rule=rule, ref=ref,
