@@ -164,3 +164,33 @@ def notices_to(sessions: sessionmaker[Session], address: str) -> list[str]:
     """Subjects of the notices and approval requests queued for `address`."""
     return [str(m["Subject"]) for r, m in queued(sessions) if r == address and not str(m["Subject"]).startswith(
         ("confirm ", "Results of"))]
+
+
+def dsn(recipient: str, status: str = "5.1.1", action: str = "failed",
+        diagnostic: str = "smtp; 550 5.1.1 <{r}>: Recipient address rejected: User unknown",
+        to: str = "grp-bounces@lists.example.org", msgid: str = "<dsn1@mx.example.net>") -> bytes:
+    """An RFC 3464 delivery status notification, as Postfix writes them."""
+    diag = diagnostic.format(r=recipient)
+    return (
+        f"From: MAILER-DAEMON@mx.example.net (Mail Delivery System)\r\nTo: {to}\r\n"
+        f"Subject: Undelivered Mail Returned to Sender\r\nMessage-ID: {msgid}\r\nAuto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"BB\"\r\n\r\n"
+        "--BB\r\nContent-Type: text/plain\r\n\r\nI'm sorry to have to inform you that your message could not be "
+        "delivered.\r\n\r\n"
+        "--BB\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.example.net\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nOriginal-Recipient: rfc822; {recipient}\r\nAction: {action}\r\n"
+        f"Status: {status}\r\nDiagnostic-Code: {diag}\r\n\r\n"
+        "--BB\r\nContent-Type: text/rfc822-headers\r\n\r\nFrom: Alice via grp <grp@lists.example.org>\r\n"
+        "Subject: [grp] hello\r\n\r\n--BB--\r\n").encode()
+
+
+def add_members(sessions: sessionmaker[Session], slug: str, members: dict[str, str]) -> None:
+    """Add members with the given delivery (regular, digest, nomail) directly."""
+    from wgbot.store import Group, Membership, get_or_create_member
+
+    with sessions.begin() as session:
+        group = session.scalars(select(Group).where(Group.slug == slug)).one()
+        for address, delivery in members.items():
+            member = get_or_create_member(session, address, NOW)
+            session.add(Membership(group_id=group.id, member_id=member.id, role="member", delivery=delivery,
+                                   joined_at=NOW))

@@ -329,6 +329,48 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_archive(args: argparse.Namespace) -> int:
+    import mailbox
+
+    from sqlalchemy import select
+
+    from wgbot.commands import find_group
+    from wgbot.store import Post
+
+    cfg = load(args)
+    output = Path(args.output) if args.output else None
+    with open_store(cfg)() as session:
+        group = find_group(session, args.group)
+        if group is None:
+            raise Fail(f"no group {args.group!r}; `wgbot groups` lists them")
+        output = output or Path(f"{group.slug}.mbox")
+        if output.exists():
+            raise Fail(f"{output} exists already; choose another file with --output", EXIT_USAGE)
+        box = mailbox.mbox(str(output), create=True)
+        box.lock()
+        count = 0
+        try:
+            last = 0
+            while True:  # in pages, so a large archive never sits in memory at once
+                posts = session.scalars(select(Post).where(Post.group_id == group.id, Post.id > last)
+                                        .order_by(Post.id).limit(500)).all()
+                if not posts:
+                    break
+                for post in posts:
+                    message = mailbox.mboxMessage(post.raw.replace(b"\r\n", b"\n"))
+                    message.set_from(post.sender, post.posted_at.timetuple())
+                    box.add(message)
+                    count += 1
+                last = posts[-1].id
+                session.expunge_all()
+            box.flush()
+        finally:
+            box.unlock()
+            box.close()
+    print(f"{output}: {count} post(s) of {group.slug}")
+    return EXIT_OK
+
+
 def cmd_check_rules(args: argparse.Namespace) -> int:
     from wgbot.errors import RulesError
     from wgbot.rules import load_rules
@@ -445,6 +487,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--raw", action="store_true", help="show: print the raw message too")
     p.add_argument("--json", action="store_true", help="list: print JSON")
     p.set_defaults(func=cmd_quarantine)
+
+    p = sub.add_parser("archive", help="export a group's list archive as an mbox file",
+                       description="Write every post accepted to a group's list, with its original headers, to an "
+                                   "mbox file (default SLUG.mbox).")
+    p.add_argument("group", metavar="GROUP", help="the group's slug or name")
+    p.add_argument("--output", metavar="FILE", help="the mbox file to write (must not exist)")
+    p.set_defaults(func=cmd_archive)
 
     p = sub.add_parser("check-rules", help="validate a rules file",
                        description="Validate a network rules file (rules/*.toml); errors name the file, the rule "

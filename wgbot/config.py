@@ -106,6 +106,19 @@ class LimitsConfig:
 
 
 @dataclass(frozen=True)
+class ListsConfig:
+    personalize: bool = True
+    from_policy: str = "munge"
+    max_post_bytes: int = 5 * 1024 * 1024
+    allowed_types: tuple[str, ...] = ("text/*", "image/*", "application/pdf", "application/vnd.oasis.opendocument.*",
+                                      "application/vnd.openxmlformats-officedocument.*", "application/msword",
+                                      "message/rfc822", "multipart/*")
+    hold_days: int = 14
+    archive_url: str = ""
+    fanout_batch: int = 1000
+
+
+@dataclass(frozen=True)
 class DigestsConfig:
     send_at: str = "07:00"
 
@@ -135,6 +148,7 @@ class Config:
     inbound: InboundConfig = InboundConfig()
     outbound: OutboundConfig = OutboundConfig()
     limits: LimitsConfig = LimitsConfig()
+    lists: ListsConfig = ListsConfig()
     digests: DigestsConfig = DigestsConfig()
     bounces: BouncesConfig = BouncesConfig()
     log: LogConfig = LogConfig()
@@ -296,6 +310,14 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(p, "outbound.transport", f'expected "smtp" or "maildir", got {out.transport!r}')
     if out.batch_size < 1:
         raise ConfigError(p, "outbound.batch_size", "expected at least 1")
+    if cfg.lists.from_policy not in ("keep", "munge", "wrap"):
+        raise ConfigError(p, "lists.from_policy", f'expected "keep", "munge" or "wrap", got {cfg.lists.from_policy!r}')
+    if cfg.lists.archive_url and not cfg.lists.archive_url.startswith(("https://", "http://")):
+        raise ConfigError(p, "lists.archive_url", "expected an http(s):// URL")
+    for key, value in (("lists.max_post_bytes", cfg.lists.max_post_bytes), ("lists.hold_days", cfg.lists.hold_days),
+                       ("lists.fanout_batch", cfg.lists.fanout_batch)):
+        if value < 1:
+            raise ConfigError(p, key, "expected at least 1")
     if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", cfg.digests.send_at):
         raise ConfigError(p, "digests.send_at", f'expected a time as "HH:MM", got {cfg.digests.send_at!r}')
     if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

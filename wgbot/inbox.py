@@ -140,25 +140,50 @@ def _handle(session: Session, cfg: Config, row: InboundMessage, now: dt.datetime
     dest = route(row.recipient, cfg, group_exists(session))
     if dest is None:
         raise MessageRefused(f"{clean_header_text(row.recipient, 100)} is not one of our addresses")
+    if dest.kind in (Kind.POST, Kind.OWNER, Kind.BOUNCES):
+        return _list_mail(session, cfg, row, msg, dest, verdict, now)
     if verdict.automated:
         # Automated mail never changes state and never gets a reply (SPEC §3, §6).
-        if dest.kind is Kind.BOUNCES:
-            return Outcome(InboundStatus.QUARANTINED.value, "bounce processing is not built yet", queued)
         return Outcome(InboundStatus.IGNORED.value, f"automated: {verdict.reason}", queued)
     if dest.kind in (Kind.COMMAND, Kind.REQUEST, Kind.JOIN, Kind.LEAVE, Kind.CONFIRM, Kind.APPROVAL):
         return _run_commands(session, cfg, row, msg, dest, now)
     raise MessageRefused(f"mail to {dest.kind.value} addresses ({row.recipient}) is not handled yet in this version")
 
 
-def _run_commands(session: Session, cfg: Config, row: InboundMessage, msg: Message, dest: Destination,
-                  now: dt.datetime) -> Outcome:
+def _context(session: Session, cfg: Config, row: InboundMessage, msg: Message, dest: Destination,
+             now: dt.datetime) -> commands.Context:
     from wgbot.rules import cached_rules
     from wgbot.workgroups import trusted_dmarc_pass
 
-    trusted = trusted_dmarc_pass(cfg, msg.all("authentication-results"), msg.sender)
-    ctx = commands.Context(session=session, cfg=cfg, now=now, msg=msg, sender=msg.sender,
-                           reply_address=_reply_to(row, msg), default_group=dest.slug, inbound_id=row.id,
-                           rules=cached_rules(str(cfg.rules_path)), trusted=trusted)
+    return commands.Context(session=session, cfg=cfg, now=now, msg=msg, sender=msg.sender,
+                            reply_address=_reply_to(row, msg), default_group=dest.slug, inbound_id=row.id,
+                            rules=cached_rules(str(cfg.rules_path)),
+                            trusted=trusted_dmarc_pass(cfg, msg.all("authentication-results"), msg.sender))
+
+
+def _list_mail(session: Session, cfg: Config, row: InboundMessage, msg: Message, dest: Destination,
+               verdict: gate.Verdict, now: dt.datetime) -> Outcome:
+    """Mail to a group's list, owner or bounce address."""
+    from wgbot import lists
+
+    group = session.scalar(select(Group).where(Group.slug == dest.slug))
+    assert group is not None  # route() checked it exists
+    ctx = _context(session, cfg, row, msg, dest, now)
+    if dest.kind is Kind.BOUNCES:
+        status, outcome = lists.handle_bounce(ctx, group, dest.verp, row.raw)
+    elif verdict.automated and ("loop" in verdict.reason or (dest.kind is Kind.POST and verdict.bounce)):
+        status, outcome = InboundStatus.IGNORED.value, f"automated: {verdict.reason}"
+    elif dest.kind is Kind.OWNER:
+        status, outcome = lists.to_owners(ctx, group, row.raw)
+    else:
+        status, outcome = lists.receive_post(ctx, group, row.raw, row)
+    return Outcome(status, outcome, [])
+
+
+def _run_commands(session: Session, cfg: Config, row: InboundMessage, msg: Message, dest: Destination,
+                  now: dt.datetime) -> Outcome:
+    ctx = _context(session, cfg, row, msg, dest, now)
+    trusted = ctx.trusted
     unknown: list[str] = []
     stopped = ""
     template = "replies/results.txt"

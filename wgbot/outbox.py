@@ -39,8 +39,21 @@ def enqueue(session: Session, msg: EmailMessage, recipients: Iterable[str], enve
     session.add(out)
     session.flush()
     session.add_all([OutboxEntry(message_fk=out.id, recipient=r, envelope_from=envelope_from, status="queued",
-                                 attempts=0, next_attempt_at=now, created_at=now, last_error="")
+                                 attempts=0, next_attempt_at=now, created_at=now, last_error="", headers="",
+                                 lease_owner="")
                      for r in recipients])
+    return out
+
+
+def enqueue_raw(session: Session, raw: bytes, message_id: str, recipients: Iterable[str], envelope_from: str,
+                now: dt.datetime, kind: str, inbound_id: int | None = None) -> OutgoingMessage:
+    """Queue bytes we did not compose (a message forwarded to a group's owners), in the caller's transaction."""
+    out = OutgoingMessage(message_id=message_id, kind=kind, raw=raw, created_at=now, inbound_id=inbound_id)
+    session.add(out)
+    session.flush()
+    session.add_all([OutboxEntry(message_fk=out.id, recipient=r, envelope_from=envelope_from, status="queued",
+                                 attempts=0, next_attempt_at=now, created_at=now, last_error="", headers="",
+                                 lease_owner="") for r in recipients])
     return out
 
 
@@ -78,9 +91,9 @@ def backoff(cfg: Config, attempts: int) -> dt.timedelta:
 
 
 class Transport(Protocol):
-    """Sends raw bytes to one recipient; raises smtplib errors the way smtplib does."""
+    """Sends raw bytes to recipients; returns the refused ones as smtplib does, raises for whole failures."""
 
-    def send(self, envelope_from: str, recipient: str, raw: bytes) -> None: ...
+    def send(self, envelope_from: str, recipients: list[str], raw: bytes) -> dict[str, tuple[int, bytes]]: ...
 
     def close(self) -> None: ...
 
@@ -93,10 +106,12 @@ class MaildirTransport:
             (path / sub).mkdir(parents=True, exist_ok=True)
         self.box = mailbox.Maildir(str(path), create=False)
 
-    def send(self, envelope_from: str, recipient: str, raw: bytes) -> None:
+    def send(self, envelope_from: str, recipients: list[str], raw: bytes) -> dict[str, tuple[int, bytes]]:
         # Maildir files use the local line end (LF), as a local delivery agent writes them.
-        head = f"Return-Path: <{envelope_from}>\nDelivered-To: {recipient}\n".encode()
-        self.box.add(head + raw.replace(b"\r\n", b"\n"))
+        body = raw.replace(b"\r\n", b"\n")
+        for recipient in recipients:
+            self.box.add(f"Return-Path: <{envelope_from}>\nDelivered-To: {recipient}\n".encode() + body)
+        return {}
 
     def close(self) -> None:
         return None
@@ -121,8 +136,8 @@ class SmtpTransport:
             self.close()
             raise
 
-    def send(self, envelope_from: str, recipient: str, raw: bytes) -> None:
-        self.conn.sendmail(envelope_from, [recipient], raw)
+    def send(self, envelope_from: str, recipients: list[str], raw: bytes) -> dict[str, tuple[int, bytes]]:
+        return self.conn.sendmail(envelope_from, recipients, raw)
 
     def close(self) -> None:
         try:
@@ -212,11 +227,32 @@ def _claim(sessions: sessionmaker[Session], cfg: Config, now: dt.datetime,
         ).values(lease_owner=owner, lease_until=now + LEASE))
     with sessions() as session:
         return list(session.execute(
-            select(OutboxEntry.id, OutboxEntry.recipient, OutboxEntry.envelope_from, OutgoingMessage.raw,
-                   OutboxEntry.attempts, OutboxEntry.created_at)
-            .join(OutgoingMessage, OutgoingMessage.id == OutboxEntry.message_fk)
+            select(OutboxEntry.id, OutboxEntry.message_fk, OutboxEntry.recipient, OutboxEntry.envelope_from,
+                   OutboxEntry.headers, OutboxEntry.attempts, OutboxEntry.created_at)
             .where(OutboxEntry.lease_owner == owner, OutboxEntry.status == OutboxStatus.QUEUED.value)
             .order_by(OutboxEntry.id)).all())
+
+
+MAX_RCPTS = 100  # recipients in one SMTP transaction (RFC 5321 §4.5.3.1.8: servers take at least 100)
+
+
+def _units(batch: list[Any]) -> list[list[Any]]:
+    """Rows that can share one SMTP transaction: same message, same envelope sender, no per-recipient headers."""
+    units: list[list[Any]] = []
+    for row in batch:
+        last = units[-1] if units else None
+        if (last is not None and len(last) < MAX_RCPTS and not row.headers and not last[0].headers
+                and last[0].message_fk == row.message_fk and last[0].envelope_from == row.envelope_from):
+            last.append(row)
+        else:
+            units.append([row])
+    return units
+
+
+def _raw_messages(sessions: sessionmaker[Session], ids: set[int]) -> dict[int, bytes]:
+    with sessions() as session:
+        return dict(session.execute(select(OutgoingMessage.id, OutgoingMessage.raw)
+                                    .where(OutgoingMessage.id.in_(ids))).all())
 
 
 def deliver_due(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], dt.datetime],
@@ -241,29 +277,45 @@ def deliver_due(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], 
             for row in batch:
                 _record_failure(sessions, cfg, row.id, row.attempts, row.created_at, text, False, now(), report)
             continue
+        raws = _raw_messages(sessions, {row.message_fk for row in batch})
+        units = _units(batch)
         try:
-            for index, row in enumerate(batch):
+            for index, unit in enumerate(units):
                 if should_stop():
-                    _release(sessions, [r.id for r in batch[index:]])
+                    _release(sessions, [r.id for u in units[index:] for r in u])
                     return report
+                raw = raws[unit[0].message_fk]
+                if unit[0].headers:
+                    raw = unit[0].headers.encode("utf-8") + raw
                 try:
-                    transport.send(row.envelope_from, row.recipient, row.raw)
-                except (TimeoutError, smtplib.SMTPServerDisconnected, ConnectionError) as exc:
-                    # The connection is gone: this row and the rest of the batch wait for the next attempt.
-                    for rest in batch[index:]:
+                    refused = transport.send(unit[0].envelope_from, [r.recipient for r in unit], raw)
+                except (smtplib.SMTPServerDisconnected, TimeoutError, ConnectionError) as exc:
+                    # The connection is gone: this unit and the rest of the batch wait for the next attempt.
+                    for rest in (r for u in units[index:] for r in u):
                         _record_failure(sessions, cfg, rest.id, rest.attempts, rest.created_at,
                                         f"{type(exc).__name__}: {exc}", False, now(), report)
                     break
+                except smtplib.SMTPRecipientsRefused as exc:
+                    refused = exc.recipients
                 except (smtplib.SMTPException, OSError) as exc:
                     permanent, text = _classify(exc)
-                    _record_failure(sessions, cfg, row.id, row.attempts, row.created_at, text, permanent, now(),
-                                    report)
+                    for row in unit:
+                        _record_failure(sessions, cfg, row.id, row.attempts, row.created_at, text, permanent, now(),
+                                        report)
                     continue
-                with sessions.begin() as session:
-                    session.execute(update(OutboxEntry).where(OutboxEntry.id == row.id).values(
-                        status=OutboxStatus.SENT.value, sent_at=now(), attempts=row.attempts + 1, last_error="",
-                        lease_until=None))
-                report.sent += 1
+                sent = [r for r in unit if r.recipient not in refused]
+                for row in unit:
+                    if row.recipient in refused:
+                        code, text_b = refused[row.recipient]
+                        text = f"{code} {text_b.decode('utf-8', 'replace') if isinstance(text_b, bytes) else text_b}"
+                        _record_failure(sessions, cfg, row.id, row.attempts, row.created_at, text, code >= 500,
+                                        now(), report)
+                if sent:
+                    with sessions.begin() as session:
+                        session.execute(update(OutboxEntry).where(OutboxEntry.id.in_([r.id for r in sent])).values(
+                            status=OutboxStatus.SENT.value, sent_at=now(), attempts=OutboxEntry.attempts + 1,
+                            last_error="", lease_until=None))
+                    report.sent += len(sent)
         finally:
             transport.close()
     return report

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -132,6 +133,7 @@ class Group(Base):
     activated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     closed_reason: Mapped[str] = mapped_column(String(500), default="")
+    from_policy: Mapped[str] = mapped_column(String(8), default="")   # "" = the network's [lists] from_policy
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="group")
 
@@ -146,6 +148,7 @@ class Membership(Base):
     role: Mapped[str] = mapped_column(String(16), default=Role.MEMBER.value)
     delivery: Mapped[str] = mapped_column(String(16), default=Delivery.REGULAR.value)
     delivery_reason: Mapped[str] = mapped_column(String(200), default="")
+    moderated: Mapped[bool] = mapped_column(Boolean, default=False)
     joined_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
     group: Mapped[Group] = relationship(back_populates="memberships")
@@ -215,6 +218,8 @@ class OutboxEntry(Base):
     message_fk: Mapped[int] = mapped_column(ForeignKey("outgoing_messages.id", ondelete="CASCADE"), index=True)
     recipient: Mapped[str] = mapped_column(String(320))
     envelope_from: Mapped[str] = mapped_column(String(320))
+    # Header lines for this recipient only (a one-click unsubscribe URL), put before the shared message.
+    headers: Mapped[str] = mapped_column(Text, default="")
     status: Mapped[str] = mapped_column(String(16), default=OutboxStatus.QUEUED.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
@@ -254,6 +259,35 @@ class Declaration(Base):
     decision: Mapped[str] = mapped_column(String(16))
     declared_by: Mapped[str] = mapped_column(String(320))
     declared_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Post(Base):
+    """A post accepted to a group's list: the archive, and the source of digests."""
+
+    __tablename__ = "posts"
+    __table_args__ = (Index("ix_posts_group_posted", "group_id", "posted_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    message_id: Mapped[str] = mapped_column(String(998), default="")
+    sender: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    posted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    digested_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class BounceScore(Base):
+    """One permanent bounce of a member's list mail, at most one a day (SPEC §6)."""
+
+    __tablename__ = "bounce_scores"
+    __table_args__ = (UniqueConstraint("group_id", "address_key", "day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    address_key: Mapped[str] = mapped_column(String(320))
+    day: Mapped[dt.date] = mapped_column(Date)
+    reason: Mapped[str] = mapped_column(String(500), default="")
 
 
 class ImapCursor(Base):

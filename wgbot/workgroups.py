@@ -239,7 +239,13 @@ def _decide_keep(ctx: Context, row: PendingAction, group: Group, decision: str, 
     return "the group is closed"
 
 
-APPLY_DECISION = {"group": _decide_group, "join": _decide_join, "keep_group": _decide_keep}
+def _decide_post(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
+    from wgbot.lists import decide_post
+
+    return decide_post(ctx, row, group, decision, reason)
+
+
+APPLY_DECISION = {"group": _decide_group, "join": _decide_join, "keep_group": _decide_keep, "post": _decide_post}
 
 
 # ---------------------------------------------------------------------------------------------------------

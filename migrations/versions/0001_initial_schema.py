@@ -42,6 +42,7 @@ def upgrade() -> None:
     sa.Column('activated_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('closed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('closed_reason', sa.String(length=500), nullable=False),
+    sa.Column('from_policy', sa.String(length=8), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_groups')),
     sa.UniqueConstraint('slug', name=op.f('uq_groups_slug'))
     )
@@ -93,6 +94,16 @@ def upgrade() -> None:
     sa.Column('count', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('address_key', 'day', name=op.f('pk_reply_counts'))
     )
+    op.create_table('bounce_scores',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('group_id', sa.Integer(), nullable=False),
+    sa.Column('address_key', sa.String(length=320), nullable=False),
+    sa.Column('day', sa.Date(), nullable=False),
+    sa.Column('reason', sa.String(length=500), nullable=False),
+    sa.ForeignKeyConstraint(['group_id'], ['groups.id'], name=op.f('fk_bounce_scores_group_id_groups'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_bounce_scores')),
+    sa.UniqueConstraint('group_id', 'address_key', 'day', name=op.f('uq_bounce_scores_group_id'))
+    )
     op.create_table('declarations',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('group_id', sa.Integer(), nullable=False),
@@ -113,6 +124,7 @@ def upgrade() -> None:
     sa.Column('role', sa.String(length=16), nullable=False),
     sa.Column('delivery', sa.String(length=16), nullable=False),
     sa.Column('delivery_reason', sa.String(length=200), nullable=False),
+    sa.Column('moderated', sa.Boolean(), nullable=False),
     sa.Column('joined_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['group_id'], ['groups.id'], name=op.f('fk_memberships_group_id_groups'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['member_id'], ['members.id'], name=op.f('fk_memberships_member_id_members'), ondelete='CASCADE'),
@@ -157,11 +169,27 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_pending_actions_address_key'), ['address_key'], unique=False)
         batch_op.create_index(batch_op.f('ix_pending_actions_expires_at'), ['expires_at'], unique=False)
 
+    op.create_table('posts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('group_id', sa.Integer(), nullable=False),
+    sa.Column('message_id', sa.String(length=998), nullable=False),
+    sa.Column('sender', sa.String(length=320), nullable=False),
+    sa.Column('subject', sa.String(length=998), nullable=False),
+    sa.Column('raw', sa.LargeBinary(), nullable=False),
+    sa.Column('posted_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('digested_at', sa.DateTime(timezone=True), nullable=True),
+    sa.ForeignKeyConstraint(['group_id'], ['groups.id'], name=op.f('fk_posts_group_id_groups'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_posts'))
+    )
+    with op.batch_alter_table('posts', schema=None) as batch_op:
+        batch_op.create_index('ix_posts_group_posted', ['group_id', 'posted_at'], unique=False)
+
     op.create_table('outbox',
     sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), nullable=False),
     sa.Column('message_fk', sa.Integer(), nullable=False),
     sa.Column('recipient', sa.String(length=320), nullable=False),
     sa.Column('envelope_from', sa.String(length=320), nullable=False),
+    sa.Column('headers', sa.Text(), nullable=False),
     sa.Column('status', sa.String(length=16), nullable=False),
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('next_attempt_at', sa.DateTime(timezone=True), nullable=False),
@@ -187,6 +215,10 @@ def downgrade() -> None:
         batch_op.drop_index('ix_outbox_due')
 
     op.drop_table('outbox')
+    with op.batch_alter_table('posts', schema=None) as batch_op:
+        batch_op.drop_index('ix_posts_group_posted')
+
+    op.drop_table('posts')
     with op.batch_alter_table('pending_actions', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_pending_actions_expires_at'))
         batch_op.drop_index(batch_op.f('ix_pending_actions_address_key'))
@@ -205,6 +237,7 @@ def downgrade() -> None:
         batch_op.drop_index('ix_declarations_group_year')
 
     op.drop_table('declarations')
+    op.drop_table('bounce_scores')
     op.drop_table('reply_counts')
     op.drop_table('members')
     with op.batch_alter_table('inbound_messages', schema=None) as batch_op:

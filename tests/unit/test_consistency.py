@@ -45,7 +45,7 @@ def test_every_template_renders(cfg: Config) -> None:
         "member": SimpleNamespace(address="a@example.com", organisation="City of Graz", country="AT"),
         "requester": "alice@example.com", "kind": "group", "rule": "formation.constituted_by=secretariat",
         "reply_address": "wgbot+approval-" + "a" * 32 + "@lists.example.org", "decider": "office@example.org",
-        "by": "chair@example.org",
+        "by": "chair@example.org", "score": 5,
     }
     from datetime import UTC, datetime
 
@@ -53,6 +53,10 @@ def test_every_template_renders(cfg: Config) -> None:
 
     for name in template_names():
         if name.startswith("commands/_"):
+            continue
+        if "/_" in name:
+            assert render_fragment(cfg, name, **{**sample, "address": "g@lists.example.org"}, network=cfg.network,
+                                   cfg=cfg, rules=rules, archive="https://lists.example.org/archive/g/").strip(), name
             continue
         if name.startswith("commands/"):
             source = (data_dir("templates") / name).read_text()

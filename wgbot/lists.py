@@ -1,0 +1,454 @@
+"""lists: one mailing list per active group — the list copy (RFC 2369/2919/8058 headers, subject prefix, footer,
+DMARC From policy), streaming fan-out with VERP, moderation by reply, bounce scoring, owner mail, the archive.
+
+Like the commands it works inside the caller's transaction and only queues mail; it never touches the network.
+Members are read in keyset-paged batches, so a 100,000-member list never needs 100,000 objects in memory.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email
+import email.policy
+import fnmatch
+import hashlib
+import hmac
+import re
+from collections.abc import Iterator
+from email.charset import QP, Charset
+from email.header import Header
+from email.message import Message as StdMessage
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.utils import formataddr
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from wgbot.commands import Context
+from wgbot.config import Config
+from wgbot.outbox import allow_reply, enqueue, enqueue_raw
+from wgbot.parse import Message, clean_header_text
+from wgbot.render import compose, render_fragment
+from wgbot.route import verp_encode
+from wgbot.store import (
+    BounceScore,
+    Delivery,
+    Group,
+    GroupStatus,
+    InboundMessage,
+    Member,
+    Membership,
+    OutboxEntry,
+    OutgoingMessage,
+    Post,
+    address_key,
+    audit,
+    get_member,
+    membership,
+)
+
+# Headers a list replaces or removes on its copy (mail-safety.md §2.2: only the list sets List-Id).
+_STRIP = ("list-id", "list-post", "list-help", "list-subscribe", "list-unsubscribe", "list-unsubscribe-post",
+          "list-archive", "list-owner", "precedence", "x-beenthere", "return-path", "delivered-to",
+          "x-original-to", "errors-to", "x-loop")
+_CONTENT = ("content-type", "content-transfer-encoding", "content-disposition", "content-description",
+            "content-id", "mime-version")
+_COMPAT = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
+
+
+def list_address(cfg: Config, group: Group) -> str:
+    return f"{group.slug}@{cfg.network.list_domain}"
+
+
+def list_id(cfg: Config, group: Group) -> str:
+    """RFC 2919: label.namespace, stable over the life of the list."""
+    return f"{group.slug}.{cfg.network.list_domain}"
+
+
+def bounce_address(cfg: Config, group: Group, member: str | None = None) -> str:
+    """The VERP return path SLUG-bounces+alice=example.org@ (or SLUG-bounces@ when batched)."""
+    detail = f"+{verp_encode(member)}" if member else ""
+    return f"{group.slug}-bounces{detail}@{cfg.network.list_domain}"
+
+
+def unsubscribe_token(cfg: Config, group: Group, address: str) -> str:
+    """An opaque, hard-to-forge id for one-click unsubscribe (RFC 8058 §3): an HMAC over list and member."""
+    key = hashlib.sha256(("wgbot-unsubscribe:" + cfg.network.bot_address + cfg.database.url).encode()).digest()
+    mac = hmac.new(key, f"{group.slug}\0{address_key(address)}".encode(), hashlib.sha256).hexdigest()[:32]
+    return mac
+
+
+def _header(value: str) -> str | Header:
+    value = clean_header_text(value, 900)
+    return value if value.isascii() else Header(value, "utf-8")
+
+
+def _set(msg: StdMessage, name: str, value: str | Header) -> None:
+    del msg[name]
+    msg[name] = value  # type: ignore[assignment]  # compat32 takes Header objects too
+
+
+def _charset(text: str) -> Charset:
+    cs = Charset("utf-8" if not text.isascii() else "us-ascii")
+    if not text.isascii():
+        cs.body_encoding = QP
+    return cs
+
+
+def _footer_part(footer: str) -> MIMEText:
+    part = MIMEText(footer, "plain", "utf-8" if not footer.isascii() else "us-ascii")
+    part["Content-Disposition"] = "inline"
+    return part
+
+
+def _split_container(msg: StdMessage) -> tuple[StdMessage, StdMessage]:
+    """(outer container with the message's headers, inner part with its content), for wrapping the content."""
+    inner = email.message_from_bytes(b"", policy=_COMPAT)
+    for name in _CONTENT:
+        if name == "mime-version":
+            continue
+        for value in msg.get_all(name, []):
+            inner[name] = value
+    inner.set_payload(msg.get_payload())
+    outer = MIMEMultipart("mixed")
+    del outer["MIME-Version"]
+    for name, value in msg.items():
+        if name.lower() not in _CONTENT:
+            outer[name] = value
+    outer["MIME-Version"] = "1.0"
+    return outer, inner
+
+
+def add_footer(msg: StdMessage, footer: str) -> StdMessage:
+    """Add the footer without breaking the MIME structure: appended to a single text/plain part, as a last part
+    of multipart/mixed, else by wrapping the content in multipart/mixed. Signed and encrypted mail is left
+    alone (a footer would break the signature)."""
+    ctype = msg.get_content_type()
+    if ctype in ("multipart/signed", "multipart/encrypted"):
+        return msg
+    if ctype == "text/plain" and not msg.is_multipart():
+        payload = msg.get_payload(decode=True)
+        charset = msg.get_content_charset() or "us-ascii"
+        try:
+            text = payload.decode(charset, "replace") if isinstance(payload, bytes) else ""
+        except LookupError:
+            text = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+        text = text.rstrip("\r\n") + "\n\n-- \n" + footer.strip() + "\n"
+        del msg["Content-Transfer-Encoding"]
+        msg.set_payload(text, _charset(text))
+        return msg
+    if ctype == "multipart/mixed" and isinstance(msg.get_payload(), list):
+        msg.attach(_footer_part(footer))
+        return msg
+    outer, inner = _split_container(msg)
+    outer.attach(inner)
+    outer.attach(_footer_part(footer))
+    return outer
+
+
+def prefixed(subject: str, slug: str) -> str:
+    """`[slug] Subject`, not doubled on replies (`Re: [slug] x` stays as it is)."""
+    tag = f"[{slug}]"
+    return subject if tag in subject.lower() else f"{tag} {subject}".strip()
+
+
+def build_copy(cfg: Config, group: Group, raw: bytes, msg: Message, poster_name: str = "") -> bytes:
+    """The list copy of a post, shared by every recipient."""
+    original = email.message_from_bytes(raw, policy=_COMPAT)
+    for name in _STRIP:
+        del original[name]
+    policy = group.from_policy or cfg.lists.from_policy
+    name = clean_header_text(poster_name or msg.display_name or msg.sender.split("@")[0], 80)
+    via = formataddr((f"{name} via {group.name}", list_address(cfg, group)), charset="utf-8")
+    footer = render_fragment(cfg, "lists/_footer.txt", group=group, network=cfg.network,
+                             address=list_address(cfg, group), domain=cfg.network.list_domain,
+                             archive=archive_url(cfg, group))
+    if policy == "wrap":
+        outer = MIMEMultipart("mixed")
+        outer["From"] = via
+        for header in ("To", "Cc", "Date", "Message-ID", "In-Reply-To", "References"):
+            for value in original.get_all(header, []):
+                outer[header] = value
+        outer["Reply-To"] = original.get("From", msg.sender)
+        _set(outer, "Subject", _header(prefixed(msg.subject, group.slug)))
+        intro = MIMEText(footer + "\n", "plain", "utf-8" if not footer.isascii() else "us-ascii")
+        outer.attach(intro)
+        wrapped = email.message_from_bytes(b"", policy=_COMPAT)
+        wrapped["Content-Type"] = "message/rfc822"
+        wrapped["Content-Disposition"] = "inline"
+        wrapped.set_payload([email.message_from_bytes(raw, policy=_COMPAT)])
+        outer.attach(wrapped)
+        copy: StdMessage = outer
+    else:
+        if policy == "munge":
+            if not original.get("Reply-To"):
+                original["Reply-To"] = original.get("From", msg.sender)
+            _set(original, "From", via)
+        _set(original, "Subject", _header(prefixed(msg.subject, group.slug)))
+        copy = add_footer(original, footer)
+    for header_name, header_value in list_headers(cfg, group):
+        _set(copy, header_name, header_value)
+    return copy.as_bytes(policy=_COMPAT)
+
+
+def archive_url(cfg: Config, group: Group) -> str:
+    return f"{cfg.lists.archive_url.rstrip('/')}/{group.slug}/" if cfg.lists.archive_url else ""
+
+
+def list_headers(cfg: Config, group: Group) -> list[tuple[str, str | Header]]:
+    """RFC 2369 and RFC 2919 headers of a list copy (the one-click https URL is added per recipient)."""
+    domain = cfg.network.list_domain
+    headers: list[tuple[str, str | Header]] = [
+        ("List-Id", _header(f"{group.name} <{list_id(cfg, group)}>")),
+        ("List-Post", f"<mailto:{list_address(cfg, group)}>"),
+        ("List-Help", f"<mailto:{cfg.network.bot_address}?subject=help>"),
+        ("List-Subscribe", f"<mailto:{group.slug}-join@{domain}>"),
+        ("Precedence", "list"),
+        ("X-BeenThere", list_address(cfg, group)),
+    ]
+    if not cfg.network.base_url:
+        headers.append(("List-Unsubscribe", f"<mailto:{group.slug}-leave@{domain}>"))
+    if cfg.lists.archive_url:
+        headers.append(("List-Archive", f"<{archive_url(cfg, group)}>"))
+    return headers
+
+
+def recipient_headers(cfg: Config, group: Group, address: str) -> str:
+    """Per-recipient header lines: List-Unsubscribe with an https one-click URL (RFC 8058) when base_url is set."""
+    if not cfg.network.base_url:
+        return ""
+    url = f"{cfg.network.base_url.rstrip('/')}/unsubscribe/{group.slug}/{unsubscribe_token(cfg, group, address)}"
+    return (f"List-Unsubscribe: <mailto:{group.slug}-leave@{cfg.network.list_domain}>,\r\n <{url}>\r\n"
+            "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+
+
+def _regular_members(session: Session, group: Group, batch: int) -> Iterator[list[str]]:
+    """The addresses of members with regular delivery, in keyset-paged batches (never all at once)."""
+    last = 0
+    while True:
+        rows = session.execute(select(Membership.id, Member.address).join(Member)
+                               .where(Membership.group_id == group.id, Membership.id > last,
+                                      Membership.delivery == Delivery.REGULAR.value)
+                               .order_by(Membership.id).limit(batch)).all()
+        if not rows:
+            return
+        last = rows[-1][0]
+        yield [address for _, address in rows]
+
+
+def fan_out(session: Session, cfg: Config, group: Group, copy: bytes, message_id: str, now: dt.datetime,
+            inbound_id: int | None) -> int:
+    """Queue `copy` for every regular member: one outbox row each, inserted in batches; returns the count."""
+    out = OutgoingMessage(message_id=message_id, kind="post", raw=copy, created_at=now, inbound_id=inbound_id)
+    session.add(out)
+    session.flush()
+    personalize = cfg.lists.personalize
+    shared_from = bounce_address(cfg, group)
+    count = 0
+    for addresses in _regular_members(session, group, cfg.lists.fanout_batch):
+        session.execute(insert(OutboxEntry), [
+            {"message_fk": out.id, "recipient": a,
+             "envelope_from": bounce_address(cfg, group, a) if personalize else shared_from,
+             "headers": recipient_headers(cfg, group, a), "status": "queued", "attempts": 0,
+             "next_attempt_at": now, "last_error": "", "created_at": now, "lease_owner": ""}
+            for a in addresses])
+        count += len(addresses)
+    return count
+
+
+def distribute(ctx: Context, group: Group, raw: bytes, msg: Message, inbound_id: int | None) -> int:
+    """Archive a post and queue its list copy for every regular member."""
+    ctx.session.add(Post(group_id=group.id, message_id=msg.message_id, sender=msg.sender,
+                         subject=msg.subject[:998], raw=raw, posted_at=ctx.now))
+    copy = build_copy(ctx.cfg, group, raw, msg)
+    count = fan_out(ctx.session, ctx.cfg, group, copy, msg.message_id, ctx.now, inbound_id)
+    audit(ctx.session, ctx.now, msg.sender, "post", group.slug, message_id=msg.message_id, recipients=count)
+    return count
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Receiving a post
+
+
+def _types(raw: bytes) -> list[str]:
+    parsed = email.message_from_bytes(raw, policy=_COMPAT)
+    return [part.get_content_type() for part in parsed.walk()]
+
+
+def hold_reason(ctx: Context, group: Group, raw: bytes) -> str:
+    """Why a post must wait for the contacts, or "" to send it at once."""
+    member = get_member(ctx.session, ctx.sender)
+    ms = membership(ctx.session, group, member) if member else None
+    if ms is None:
+        return f"{ctx.sender} is not a member of {group.name}"
+    if ms.moderated:
+        return f"{ctx.sender}'s posts to {group.name} are moderated"
+    if len(raw) > ctx.cfg.lists.max_post_bytes:
+        return f"the post is {len(raw)} bytes; the limit is {ctx.cfg.lists.max_post_bytes}"
+    for ctype in _types(raw):
+        if not any(fnmatch.fnmatch(ctype, pattern) for pattern in ctx.cfg.lists.allowed_types):
+            return f"it has an attachment of type {ctype}, which {group.name} does not take"
+    return ""
+
+
+def receive_post(ctx: Context, group: Group, raw: bytes, inbound: InboundMessage) -> tuple[str, str]:
+    """A message to SLUG@: (status, outcome). Loops and automated mail are dropped; others sent or held."""
+    msg = ctx.msg
+    ours = list_address(ctx.cfg, group).lower()
+    if any(ours in v.lower() for v in msg.all("x-beenthere")) or list_id(ctx.cfg, group) in msg.header("list-id"):
+        return "ignored", "loop: the post has already been through this list"
+    auto = msg.header("auto-submitted").split(";")[0].strip().lower()
+    if auto and auto != "no":
+        return "ignored", f"automated mail (Auto-Submitted: {auto}) is not posted"
+    if group.status != GroupStatus.ACTIVE.value:
+        _tell_poster(ctx, group, "lists/not_active.txt", {})
+        return "done", f"not posted: {group.slug} is {group.status}"
+    reason = hold_reason(ctx, group, raw)
+    if reason:
+        from wgbot.workgroups import contacts, request_approval
+
+        approvers = [m.address for m in contacts(ctx.session, group)] or list(ctx.cfg.network.secretariat)
+        excerpt = "\n".join(msg.text.splitlines()[:20])
+        request = request_approval(ctx, "post", group, ctx.sender, approvers, f"moderation: {reason}",
+                                   f"let the post \u201c{clean_header_text(msg.subject, 80)}\u201d from {ctx.sender}"
+                                   f" through to {group.name}", {"inbound_id": inbound.id, "excerpt": excerpt,
+                                                                 "reason": reason})
+        _tell_poster(ctx, group, "lists/held.txt", {"reason": reason, "ref": request.public_ref})
+        return "done", f"held for the contacts: {reason}"
+    count = distribute(ctx, group, raw, msg, inbound.id)
+    return "done", f"posted to {count} member(s)"
+
+
+def _tell_poster(ctx: Context, group: Group, template: str, context: dict[str, Any]) -> None:
+    if allow_reply(ctx.session, ctx.reply_address, ctx.now, ctx.cfg.limits.replies_per_day):
+        msg = compose(ctx.cfg, template, {"group": group, "address": list_address(ctx.cfg, group), **context},
+                      to=[ctx.reply_address], parent=ctx.msg, auto_submitted="auto-replied", now=ctx.now)
+        enqueue(ctx.session, msg, [ctx.reply_address], ctx.cfg.network.bot_address, ctx.now, kind="reply",
+                inbound_id=ctx.inbound_id)
+
+
+def decide_post(ctx: Context, request: Any, group: Group, decision: str, reason: str) -> str:
+    """The contacts' decision on a held post: approved posts go out; rejected ones are not sent."""
+    if decision != "approve":
+        return "the post was not sent to the list"
+    inbound = ctx.session.get(InboundMessage, request.payload["inbound_id"])
+    if inbound is None:
+        return "the held post is gone"
+    from wgbot.parse import parse
+
+    msg = parse(inbound.raw)
+    count = distribute(ctx, group, inbound.raw, msg, inbound.id)
+    return f"the post was sent to {count} member(s)"
+
+
+def expire_held(ctx: Context) -> int:
+    """Held posts older than [lists] hold_days expire; each poster is told (run by the schedule)."""
+    from wgbot.store import PendingAction
+
+    limit = ctx.now - dt.timedelta(days=ctx.cfg.lists.hold_days)
+    rows = ctx.session.scalars(select(PendingAction).where(
+        PendingAction.action == "approval", PendingAction.used_at.is_(None),
+        PendingAction.created_at <= limit)).all()
+    count = 0
+    for row in rows:
+        if row.payload.get("kind") != "post":
+            continue
+        row.used_at = ctx.now
+        row.outcome = "expired"
+        group = ctx.session.get(Group, row.group_id)
+        poster = row.payload["requester"]
+        msg = compose(ctx.cfg, "lists/expired.txt", {"group": group, "ref": row.public_ref,
+                                                     "days": ctx.cfg.lists.hold_days,
+                                                     "summary": row.payload.get("summary", "")},
+                      to=[poster], now=ctx.now)
+        enqueue(ctx.session, msg, [poster], ctx.cfg.network.bot_address, ctx.now, kind="notice")
+        audit(ctx.session, ctx.now, "wgbot", "held-post-expired", group.slug if group else "", ref=row.public_ref)
+        count += 1
+    return count
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Owner mail and bounces
+
+
+def to_owners(ctx: Context, group: Group, raw: bytes) -> tuple[str, str]:
+    """SLUG-owner@ reaches the group's contacts (forwarded as it came, bounces to the list's bounce address)."""
+    from wgbot.workgroups import contacts
+
+    owners = [m.address for m in contacts(ctx.session, group)] or list(ctx.cfg.network.secretariat)
+    if any(list_address(ctx.cfg, group).lower() in v.lower() for v in ctx.msg.all("x-beenthere")):
+        return "ignored", "loop: mail from this list to its own owners"
+    enqueue_raw(ctx.session, b"X-Original-To: " + f"{group.slug}-owner@{ctx.cfg.network.list_domain}".encode()
+                + b"\r\n" + raw, ctx.msg.message_id, owners, bounce_address(ctx.cfg, group), ctx.now, "owner",
+                ctx.inbound_id)
+    return "done", f"forwarded to {len(owners)} contact(s)"
+
+
+def _failures(raw: bytes) -> tuple[set[str], set[str]]:
+    from flufl.bounce import all_failures
+
+    parsed = email.message_from_bytes(raw)
+    try:
+        temporary, permanent = all_failures(parsed)
+    except Exception:  # a detector choking on odd input: treat as unrecognised, not as a crash
+        return set(), set()
+
+    def text(addresses: Any) -> set[str]:
+        return {a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in addresses}
+    return text(temporary), text(permanent)
+
+
+_DMARC = re.compile(rb"dmarc", re.I)
+
+
+def handle_bounce(ctx: Context, group: Group, verp: str, raw: bytes) -> tuple[str, str]:
+    """Score a permanent bounce of list mail: at most once a day per address; past the threshold within the
+    window, delivery is disabled and the member told how to turn it back on. Temporary failures, auto-replies
+    and DMARC rejections of a munged copy do not count (Mailman #939)."""
+    temporary, permanent = _failures(raw)
+    if not temporary and not permanent:
+        return "ignored", "not a delivery report (an auto-reply to the bounce address?)"
+    if not permanent:
+        return "ignored", f"temporary failure for {', '.join(sorted(temporary))}: not counted"
+    if _DMARC.search(raw):
+        return "ignored", "a DMARC rejection of the list's copy: not counted against the member"
+    addresses = [verp] if verp else sorted(permanent)
+    results = []
+    for address in addresses:
+        results.append(_score(ctx, group, address, f"permanent failure reported {ctx.now:%Y-%m-%d}"))
+    return "done", "; ".join(results)
+
+
+def _score(ctx: Context, group: Group, address: str, reason: str) -> str:
+    member = get_member(ctx.session, address)
+    ms = membership(ctx.session, group, member) if member else None
+    if member is None or ms is None:
+        return f"{address} is not a member of {group.slug}"
+    day = ctx.now.astimezone(dt.UTC).date()
+    key = address_key(address)
+    exists = ctx.session.scalar(select(BounceScore.id).where(BounceScore.group_id == group.id,
+                                                             BounceScore.address_key == key, BounceScore.day == day))
+    if exists is not None:
+        return f"{address}: already scored today"
+    ctx.session.add(BounceScore(group_id=group.id, address_key=key, day=day, reason=reason[:500]))
+    ctx.session.flush()
+    window_start = day - dt.timedelta(days=ctx.cfg.bounces.window_days - 1)
+    score = ctx.session.scalar(select(func.count()).select_from(BounceScore).where(
+        BounceScore.group_id == group.id, BounceScore.address_key == key, BounceScore.day >= window_start)) or 0
+    if score >= ctx.cfg.bounces.threshold and ms.delivery != Delivery.NOMAIL.value:
+        ms.delivery = Delivery.NOMAIL.value
+        ms.delivery_reason = (f"bounces: {score} permanent failures within {ctx.cfg.bounces.window_days} days "
+                              f"(last {day:%Y-%m-%d})")
+        audit(ctx.session, ctx.now, "wgbot", "delivery-disabled", group.slug, rule="bounces.threshold",
+              member=address, score=score)
+        notice = compose(ctx.cfg, "lists/bounce_disabled.txt",
+                         {"group": group, "score": score, "days": ctx.cfg.bounces.window_days},
+                         to=[member.address], now=ctx.now)
+        enqueue(ctx.session, notice, [member.address], ctx.cfg.network.bot_address, ctx.now, kind="notice")
+        return f"{address}: score {score}, delivery disabled"
+    return f"{address}: score {score} of {ctx.cfg.bounces.threshold}"
+
+
+
