@@ -63,6 +63,11 @@ class Runner:
             loop.call_soon_threadsafe(wake_delivery.set)
 
         server = await self._start_listener(accepted) if self.cfg.inbound.smtp.enabled else None
+        web = None
+        if self.cfg.web.enabled:
+            from wgbot import web as web_module
+
+            web = await web_module.start(self.sessions, self.cfg)
         poller = None
         if self.cfg.inbound.imap.enabled:
             from wgbot.imap_poller import run_poller
@@ -76,6 +81,8 @@ class Runner:
         log.info("stopping: no new connections; finishing the message in hand")
         if server is not None:
             server.close()
+        if web is not None:
+            web.close()
         self.stopping.set()
         wake_processing.set()
         wake_delivery.set()

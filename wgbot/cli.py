@@ -234,6 +234,36 @@ def cmd_group_create(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_group_set(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from wgbot.commands import find_group
+    from wgbot.store import Membership, audit, get_member
+
+    cfg = load(args)
+    with open_store(cfg).begin() as session:
+        group = find_group(session, args.group)
+        if group is None:
+            raise Fail(f"no group {args.group!r}; `wgbot groups` lists them")
+        changes = []
+        if args.from_policy is not None:
+            group.from_policy = "" if args.from_policy == "default" else args.from_policy
+            changes.append(f"from_policy={args.from_policy}")
+        for address, flag in [(a, True) for a in args.moderate or []] + [(a, False) for a in args.unmoderate or []]:
+            member = get_member(session, address)
+            ms = session.scalar(select(Membership).where(Membership.group_id == group.id,
+                                                         Membership.member_id == member.id)) if member else None
+            if ms is None:
+                raise Fail(f"{address} is not a member of {group.slug}")
+            ms.moderated = flag
+            changes.append(f"{'moderate' if flag else 'unmoderate'} {address}")
+        if not changes:
+            raise Fail("nothing to change; see `wgbot group set --help`", EXIT_USAGE)
+        audit(session, utcnow(), "operator", "group-set", group.slug, changes=changes)
+        print(f"{group.slug}: " + ", ".join(changes))
+    return EXIT_OK
+
+
 def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
     if not rows:
         return
@@ -468,6 +498,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--country", metavar="CC", help="the contact's country (code or name)")
     c.add_argument("--introduction", metavar="TEXT", help="the group's introduction text")
     c.set_defaults(func=cmd_group_create)
+    c = gsub.add_parser("set", help="change a group's list settings",
+                        description="Change a group's From policy for DMARC, or put members under moderation.")
+    c.add_argument("group", metavar="GROUP", help="the group's slug or name")
+    c.add_argument("--from-policy", choices=["munge", "wrap", "keep", "default"],
+                   help="how the list rewrites From (default: the network's [lists] from_policy)")
+    c.add_argument("--moderate", action="append", metavar="ADDRESS", help="hold this member's posts (repeatable)")
+    c.add_argument("--unmoderate", action="append", metavar="ADDRESS", help="stop holding this member's posts")
+    c.set_defaults(func=cmd_group_set)
 
     p = sub.add_parser("groups", help="list the groups", description="List the groups.")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -130,6 +130,13 @@ class BouncesConfig:
 
 
 @dataclass(frozen=True)
+class WebConfig:
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
 class LogConfig:
     level: str = "INFO"
 
@@ -151,6 +158,7 @@ class Config:
     lists: ListsConfig = ListsConfig()
     digests: DigestsConfig = DigestsConfig()
     bounces: BouncesConfig = BouncesConfig()
+    web: WebConfig = WebConfig()
     log: LogConfig = LogConfig()
     paths: PathsConfig = PathsConfig()
     path: str = ""
@@ -283,6 +291,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(p, "network.rules", f"expected one of {', '.join(BUNDLED_RULES)} or a path to a .toml file")
     if net.base_url and not net.base_url.startswith("https://"):
         raise ConfigError(p, "network.base_url", "expected an https:// URL")
+    if cfg.web.enabled and not net.base_url:
+        raise ConfigError(p, "network.base_url", "required when web.enabled = true (the public https address)")
     url = cfg.database.url
     if not (url.startswith("sqlite:") or url.startswith("postgresql")):
         raise ConfigError(p, "database.url", f"expected sqlite:///PATH or postgresql+psycopg://..., got {url!r}")
@@ -292,7 +302,7 @@ def _validate(cfg: Config) -> None:
     if bool(smtp.tls_cert) != bool(smtp.tls_key):
         raise ConfigError(p, "inbound.smtp.tls_key", "tls_cert and tls_key go together")
     for key, port in (("inbound.smtp.port", smtp.port), ("inbound.imap.port", cfg.inbound.imap.port),
-                      ("outbound.port", cfg.outbound.port)):
+                      ("outbound.port", cfg.outbound.port), ("web.port", cfg.web.port)):
         if not 0 <= port <= 65535:
             raise ConfigError(p, key, f"expected a port number 0-65535, got {port}")
     if smtp.max_message_size < 1024:

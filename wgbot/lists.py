@@ -47,6 +47,7 @@ from wgbot.store import (
     audit,
     get_member,
     membership,
+    secret_key,
 )
 
 # Headers a list replaces or removes on its copy (mail-safety.md §2.2: only the list sets List-Id).
@@ -73,11 +74,15 @@ def bounce_address(cfg: Config, group: Group, member: str | None = None) -> str:
     return f"{group.slug}-bounces{detail}@{cfg.network.list_domain}"
 
 
-def unsubscribe_token(cfg: Config, group: Group, address: str) -> str:
-    """An opaque, hard-to-forge id for one-click unsubscribe (RFC 8058 §3): an HMAC over list and member."""
-    key = hashlib.sha256(("wgbot-unsubscribe:" + cfg.network.bot_address + cfg.database.url).encode()).digest()
-    mac = hmac.new(key, f"{group.slug}\0{address_key(address)}".encode(), hashlib.sha256).hexdigest()[:32]
-    return mac
+def unsubscribe_token(key: bytes, slug: str, address: str) -> str:
+    """An opaque, hard-to-forge id for one-click unsubscribe (RFC 8058 §3): an HMAC over list and member, keyed
+    with the installation's random secret."""
+    return hmac.new(key, f"{slug}\0{address_key(address)}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def unsubscribe_url(cfg: Config, key: bytes, slug: str, address: str) -> str:
+    return (f"{cfg.network.base_url.rstrip('/')}/unsubscribe/{slug}/{verp_encode(address)}/"
+            f"{unsubscribe_token(key, slug, address)}")
 
 
 def _header(value: str) -> str | Header:
@@ -215,11 +220,11 @@ def list_headers(cfg: Config, group: Group) -> list[tuple[str, str | Header]]:
     return headers
 
 
-def recipient_headers(cfg: Config, group: Group, address: str) -> str:
+def recipient_headers(cfg: Config, key: bytes, group: Group, address: str) -> str:
     """Per-recipient header lines: List-Unsubscribe with an https one-click URL (RFC 8058) when base_url is set."""
     if not cfg.network.base_url:
         return ""
-    url = f"{cfg.network.base_url.rstrip('/')}/unsubscribe/{group.slug}/{unsubscribe_token(cfg, group, address)}"
+    url = unsubscribe_url(cfg, key, group.slug, address)
     return (f"List-Unsubscribe: <mailto:{group.slug}-leave@{cfg.network.list_domain}>,\r\n <{url}>\r\n"
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
 
@@ -246,12 +251,13 @@ def fan_out(session: Session, cfg: Config, group: Group, copy: bytes, message_id
     session.flush()
     personalize = cfg.lists.personalize
     shared_from = bounce_address(cfg, group)
+    key = secret_key(session) if cfg.network.base_url else b""
     count = 0
     for addresses in _regular_members(session, group, cfg.lists.fanout_batch):
         session.execute(insert(OutboxEntry), [
             {"message_fk": out.id, "recipient": a,
              "envelope_from": bounce_address(cfg, group, a) if personalize else shared_from,
-             "headers": recipient_headers(cfg, group, a), "status": "queued", "attempts": 0,
+             "headers": recipient_headers(cfg, key, group, a), "status": "queued", "attempts": 0,
              "next_attempt_at": now, "last_error": "", "created_at": now, "lease_owner": ""}
             for a in addresses])
         count += len(addresses)

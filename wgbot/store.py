@@ -302,6 +302,27 @@ class ImapCursor(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
 
 
+class Setting(Base):
+    """Values the bot keeps for itself, such as the secret behind one-click unsubscribe URLs."""
+
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+def secret_key(session: Session) -> bytes:
+    """The installation's random secret (created on first use, 256 bits), for HMACs in URLs."""
+    import secrets
+
+    row = session.get(Setting, "hmac_secret")
+    if row is None:
+        row = Setting(key="hmac_secret", value=secrets.token_hex(32))
+        session.add(row)
+        session.flush()
+    return bytes.fromhex(row.value)
+
+
 class ReplyCount(Base):
     """How many automatic mails went to one address on one UTC day (the RFC 3834 rate limit)."""
 

@@ -94,6 +94,11 @@ def upgrade() -> None:
     sa.Column('count', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('address_key', 'day', name=op.f('pk_reply_counts'))
     )
+    op.create_table('settings',
+    sa.Column('key', sa.String(length=64), nullable=False),
+    sa.Column('value', sa.Text(), nullable=False),
+    sa.PrimaryKeyConstraint('key', name=op.f('pk_settings'))
+    )
     op.create_table('bounce_scores',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('group_id', sa.Integer(), nullable=False),
@@ -238,6 +243,7 @@ def downgrade() -> None:
 
     op.drop_table('declarations')
     op.drop_table('bounce_scores')
+    op.drop_table('settings')
     op.drop_table('reply_counts')
     op.drop_table('members')
     with op.batch_alter_table('inbound_messages', schema=None) as batch_op:

@@ -53,7 +53,8 @@ class ListBot:
 def start(tmp_path: Path, relay: Relay, **lists: Any) -> Iterator[ListBot]:
     tmp_path.mkdir(parents=True, exist_ok=True)
     network = lists.pop("network", {})
-    cfg = make_config(tmp_path, network=network, lists=lists, **{"inbound.smtp": {"port": free_port()}},
+    web = lists.pop("web", {"enabled": False})
+    cfg = make_config(tmp_path, network=network, lists=lists, web=web, **{"inbound.smtp": {"port": free_port()}},
                       outbound={"transport": "smtp", "port": relay.port})
     engine = make_engine(f"sqlite:///{tmp_path}/wgbot.sqlite3")
     migrate(engine)
@@ -271,3 +272,50 @@ def test_posts_are_stored_for_archive_and_digests(lists: ListBot) -> None:
         (post,) = session.scalars(select(Post)).all()
     original = email.message_from_bytes(post.raw, policy=policy.default)
     assert original["Subject"] == "Kept" and original["From"] == "r1@example.com"
+
+
+def test_one_click_unsubscribe_endpoint(tmp_path: Path, relay: Relay) -> None:
+    """The https List-Unsubscribe URL works: a GET only shows a button (link scanners must not unsubscribe),
+    a POST with List-Unsubscribe=One-Click removes the member, and a forged token is refused."""
+    import urllib.error
+    import urllib.request
+
+    port = free_port()
+    for lb in start(tmp_path, relay, network={"base_url": "https://lists.example.org/wg"},
+                    web={"enabled": True, "port": port}):
+        lb.post("r1@example.com")
+        copy = next(c for c in lb.copies(3) if c.rcpt_tos == ["r2@example.net"])
+        url = str(copy.message["List-Unsubscribe"]).split("<")[2].rstrip(">")
+        local = url.replace("https://lists.example.org/wg", f"http://127.0.0.1:{port}")
+
+        def members(lb: ListBot = lb) -> set[str]:
+            with lb.bot.sessions() as session:
+                return {m.member.address for m in session.scalars(select(Membership))}
+        with urllib.request.urlopen(local, timeout=5) as page:
+            assert page.status == 200 and b"<form method=\"post\">" in page.read()
+        assert "r2@example.net" in members()
+        forged = local[:-4] + "0000"
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(urllib.request.Request(forged, data=b"List-Unsubscribe=One-Click"), timeout=5)
+        assert err.value.code == 404
+        err.value.close()
+        request = urllib.request.Request(local, data=b"List-Unsubscribe=One-Click", method="POST")
+        with urllib.request.urlopen(request, timeout=5) as page:
+            assert page.status == 200 and b"You have left grp" in page.read()
+        assert "r2@example.net" not in members() and "r1@example.com" in members()
+
+
+def test_group_set_moderates_and_sets_the_from_policy(lists: ListBot, tmp_path: Path) -> None:
+    """`wgbot group set` puts a member under moderation and changes the group's From policy."""
+    config = tmp_path / "config.toml"
+    config.write_text('[network]\nname = "N"\nlist_domain = "lists.example.org"\n'
+                      'bot_address = "wgbot@lists.example.org"\nrules = "igf"\n'
+                      f'[database]\nurl = "sqlite:///{tmp_path}/wgbot.sqlite3"\n')
+    assert main(["--config", str(config), "group", "set", "grp", "--moderate", "r1@example.com",
+                 "--from-policy", "keep"]) == 0
+    assert main(["--config", str(config), "group", "set", "grp", "--moderate", "nobody@x.example"]) == 1
+    lists.post("Alice <r1@example.com>", subject="moderated")
+    wait_for(lambda: any("Approval needed" in str(m.message["Subject"]) for m in lists.relay.messages))
+    lists.post("Bob <r2@example.net>", subject="kept")
+    (copy, *_) = lists.copies(3, "[grp] kept")
+    assert copy.message["From"] == "Bob <r2@example.net>"

@@ -307,3 +307,24 @@ def test_approval_needs_trusted_dmarc_when_configured(sessions: S, tmp_path: Pat
         "Authentication-Results": "mx.lists.example.org; dmarc=pass header.from=example.org"}), to=to)
     assert group(sessions, "dance")["status"] == "active"
     assert token_from(sessions)
+
+
+def test_held_posts_expire_with_a_notice(sessions: S, tmp_path: Path) -> None:
+    """A held post nobody decides on expires after [lists] hold_days; the poster is told; it is never sent."""
+    from wgbot.lists import expire_held
+
+    cfg = net(tmp_path, "igf")
+    slug = make_group(sessions, cfg, name="Youth")
+    feed(sessions, cfg, mail("hello list", subject="Held", sender="stranger@else.example"),
+         to=f"{slug}@lists.example.org")
+    assert any("Approval needed" in s for s in notices_to(sessions, "chair@city.example"))
+    for days, expected in ((cfg.lists.hold_days - 1, 0), (cfg.lists.hold_days + 1, 1)):
+        with sessions.begin() as session:
+            ctx = Context(session=session, cfg=cfg, now=NOW + dt.timedelta(days=days), msg=parse(mail("x")),
+                          sender="wgbot", reply_address="", rules=cached_rules(str(cfg.rules_path)))
+            assert expire_held(ctx) == expected
+    assert any("has expired" in s for s in notices_to(sessions, "stranger@else.example"))
+    token = approval_token(sessions)
+    feed(sessions, cfg, mail("approve", sender="chair@city.example", msgid="<late@x.org>"),
+         to=f"wgbot+approval-{token}@lists.example.org")
+    assert "already decided (expired)" in last_reply(sessions)
