@@ -73,6 +73,9 @@ class Runner:
             from wgbot.imap_poller import run_poller
 
             poller = run_poller(self.cfg, self.sessions, self.stopping, processed)
+        from wgbot.schedule import start_scheduler
+
+        scheduler = start_scheduler(self.sessions, self.cfg, processed)
         tasks = [asyncio.create_task(self._processing(wake_processing, wake_delivery), name="processing"),
                  asyncio.create_task(self._delivery(wake_delivery), name="delivery")]
         log.info("wgbot running (outbound: %s); SIGTERM or Ctrl-C stops it", self._outbound())
@@ -83,6 +86,7 @@ class Runner:
             server.close()
         if web is not None:
             web.close()
+        scheduler.shutdown(wait=True)
         self.stopping.set()
         wake_processing.set()
         wake_delivery.set()

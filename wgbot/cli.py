@@ -216,6 +216,32 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_tick(args: argparse.Namespace) -> int:
+    from wgbot import outbox
+    from wgbot.schedule import tick
+
+    cfg = load(args)
+    if args.now:
+        try:
+            now = dt.datetime.fromisoformat(args.now)
+        except ValueError:
+            raise Fail(f"--now {args.now!r}: expected an ISO date and time, e.g. 2027-11-01T08:00",
+                       EXIT_USAGE) from None
+        if now.tzinfo is None:
+            import zoneinfo
+
+            now = now.replace(tzinfo=zoneinfo.ZoneInfo(cfg.network.timezone))
+    else:
+        now = utcnow()
+    sessions = open_store(cfg)
+    report = tick(sessions, cfg, now.astimezone(dt.UTC))
+    print(f"tick {now.isoformat(timespec='minutes')}: {report}")
+    delivered = outbox.deliver_due(sessions, cfg, lambda: max(now.astimezone(dt.UTC), utcnow()))
+    if delivered.sent or delivered.deferred or delivered.failed:
+        print(f"delivery: {delivered}")
+    return EXIT_OK
+
+
 def cmd_group_create(args: argparse.Namespace) -> int:
     from wgbot import groups
     from wgbot.errors import UsageError
@@ -481,6 +507,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-deliver", action="store_true", help="only queue the replies; `wgbot deliver` sends them")
     p.add_argument("files", nargs="*", metavar="FILE", help="message files (default: stdin)")
     p.set_defaults(func=cmd_process)
+
+    p = sub.add_parser("tick", help="run the scheduled jobs due now (or at --now), deliver, then exit",
+                       description="Run every scheduled job that is due at that time (digests, deadline reminders, "
+                                   "comment periods, expiries, the weekly roll-up), deliver what they queued, then "
+                                   "exit. Two ticks for the same time send nothing twice.")
+    p.add_argument("--now", metavar="ISO-DATETIME",
+                   help="the time to run at (default: now); without a zone, the network's timezone")
+    p.set_defaults(func=cmd_tick)
 
     p = sub.add_parser("deliver", help="send what is queued, then exit",
                        description="Send every queued message that is due, then exit. 4xx answers and connection "

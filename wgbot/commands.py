@@ -478,22 +478,26 @@ def _fields(ctx: Context, name: str, line: Line) -> tuple[dict[str, str], Result
 
 @registry.command("set", order=50, usage="set GROUP delivery regular|digest|nomail",
                   example="set migrant-inclusion delivery digest",
-                  summary="change how list mail reaches you: each post, a digest, or nothing", args=(3, 3))
+                  summary="change how list mail reaches you: each post, a digest, or nothing "
+                          "(and 'set GROUP digest mime|plain' for the digest's format)", args=(3, 3))
 def cmd_set(ctx: Context, line: Line) -> Result:
     group, rest, error = ctx.group_arg("set", line)
     if error or group is None:
         return error or Result(False, "")
-    if len(rest) != 2 or rest[0].lower() != "delivery" or rest[1].lower() not in {d.value for d in Delivery}:
+    choices = {"delivery": {d.value for d in Delivery}, "digest": {"mime", "plain"}}
+    if len(rest) != 2 or rest[0].lower() not in choices or rest[1].lower() not in choices[rest[0].lower()]:
         return ctx.result("set", False, "usage", group=group)
     member = get_member(ctx.session, ctx.sender)
     ms = membership(ctx.session, group, member) if member else None
     if ms is None:
         return ctx.result("set", False, "not_member", group=group)
-    delivery = rest[1].lower()
-    if ms.delivery == delivery:
-        return ctx.result("set", True, "unchanged", group=group, delivery=delivery)
-    return ctx.pending("set", "set", group, {"delivery": delivery},
-                       f"change your delivery in {group.name} to {delivery}", delivery=delivery)
+    setting, value = rest[0].lower(), rest[1].lower()
+    current = ms.delivery if setting == "delivery" else ms.digest_format
+    if current == value:
+        return ctx.result("set", True, "unchanged", group=group, delivery=value, setting=setting)
+    what = f"change your delivery in {group.name} to {value}" if setting == "delivery" else \
+        f"receive {group.name} digests as {value}"
+    return ctx.pending("set", "set", group, {setting: value}, what, delivery=value, setting=setting)
 
 
 @registry.command("who", order=60, usage="who GROUP", example="who migrant-inclusion",
@@ -561,6 +565,11 @@ def _apply_set(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     group, ms = _requested_membership(ctx, row, group)
     if ms is None:
         return ctx.result("confirm", False, "not_member", ref=row.public_ref, group=group)
+    if "digest" in row.payload:
+        ms.digest_format = row.payload["digest"]
+        audit(ctx.session, ctx.now, row.payload["address"], "set-digest", group.slug, detail_ref=row.public_ref,
+              digest=ms.digest_format)
+        return ctx.result("confirm", True, "set_digest", ref=row.public_ref, group=group, digest=ms.digest_format)
     ms.delivery = row.payload["delivery"]
     ms.delivery_reason = ""
     audit(ctx.session, ctx.now, row.payload["address"], "set-delivery", group.slug, detail_ref=row.public_ref,
@@ -572,4 +581,4 @@ ApplyAction = Callable[[Context, PendingAction, "Group | None"], Result]
 ACTIONS: dict[str, ApplyAction] = {"set": _apply_set}
 
 # The working-group commands (and join and leave, which follow the rules) register themselves here.
-from wgbot import workgroups  # noqa: E402,F401
+from wgbot import reports, workgroups  # noqa: E402,F401

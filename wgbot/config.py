@@ -14,12 +14,14 @@ import typing
 import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from wgbot.errors import ConfigError
 
 BUNDLED_RULES = ("eccar", "ietm", "igf")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 ErrorFactory = Callable[[str, str, str], Exception]
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
 _DOMAIN = re.compile(rf"^{_LABEL}(?:\.{_LABEL})+$")
@@ -121,6 +123,17 @@ class ListsConfig:
 @dataclass(frozen=True)
 class DigestsConfig:
     send_at: str = "07:00"
+    weekly_on: str = ""          # a weekday ("monday") for weekly digests; "" for daily
+    max_posts: int = 30          # a digest goes out as soon as this many posts wait ...
+    max_bytes: int = 300_000     # ... or this many bytes
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    general_assembly: str = ""   # "YYYY-MM-DD": the next General Assembly (ECCAR's yearly reports are due before it)
+    rollup_on: str = "monday"    # the weekday of the secretariat's weekly roll-up ("" for none)
+    rollup_at: str = "08:00"
+    reminder_days_before_expiry: int = 3
 
 
 @dataclass(frozen=True)
@@ -157,6 +170,7 @@ class Config:
     limits: LimitsConfig = LimitsConfig()
     lists: ListsConfig = ListsConfig()
     digests: DigestsConfig = DigestsConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
     bounces: BouncesConfig = BouncesConfig()
     web: WebConfig = WebConfig()
     log: LogConfig = LogConfig()
@@ -328,8 +342,20 @@ def _validate(cfg: Config) -> None:
                        ("lists.fanout_batch", cfg.lists.fanout_batch)):
         if value < 1:
             raise ConfigError(p, key, "expected at least 1")
-    if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", cfg.digests.send_at):
-        raise ConfigError(p, "digests.send_at", f'expected a time as "HH:MM", got {cfg.digests.send_at!r}')
+    for key, text in (("digests.send_at", cfg.digests.send_at), ("schedule.rollup_at", cfg.schedule.rollup_at)):
+        if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", text):
+            raise ConfigError(p, key, f'expected a time as "HH:MM", got {text!r}')
+    for key, text in (("digests.weekly_on", cfg.digests.weekly_on), ("schedule.rollup_on", cfg.schedule.rollup_on)):
+        if text and text.lower() not in WEEKDAYS:
+            raise ConfigError(p, key, f"expected a weekday in English (monday ... sunday) or \"\", got {text!r}")
+    if cfg.schedule.general_assembly:
+        try:
+            date.fromisoformat(cfg.schedule.general_assembly)
+        except ValueError:
+            raise ConfigError(p, "schedule.general_assembly", 'expected a date as "YYYY-MM-DD"') from None
+    for key, value in (("digests.max_posts", cfg.digests.max_posts), ("digests.max_bytes", cfg.digests.max_bytes)):
+        if value < 1:
+            raise ConfigError(p, key, "expected at least 1")
     if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(p, "log.level", "expected DEBUG, INFO, WARNING or ERROR")
     for key, value in (("limits.replies_per_day", cfg.limits.replies_per_day),

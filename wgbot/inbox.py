@@ -140,7 +140,7 @@ def _handle(session: Session, cfg: Config, row: InboundMessage, now: dt.datetime
     dest = route(row.recipient, cfg, group_exists(session))
     if dest is None:
         raise MessageRefused(f"{clean_header_text(row.recipient, 100)} is not one of our addresses")
-    if dest.kind in (Kind.POST, Kind.OWNER, Kind.BOUNCES):
+    if dest.kind in (Kind.POST, Kind.OWNER, Kind.BOUNCES, Kind.COMMENTS):
         return _list_mail(session, cfg, row, msg, dest, verdict, now)
     if verdict.automated:
         # Automated mail never changes state and never gets a reply (SPEC §3, §6).
@@ -173,6 +173,13 @@ def _list_mail(session: Session, cfg: Config, row: InboundMessage, msg: Message,
         status, outcome = lists.handle_bounce(ctx, group, dest.verp, row.raw)
     elif verdict.automated and ("loop" in verdict.reason or (dest.kind is Kind.POST and verdict.bounce)):
         status, outcome = InboundStatus.IGNORED.value, f"automated: {verdict.reason}"
+    elif dest.kind is Kind.COMMENTS:
+        if verdict.automated:
+            status, outcome = InboundStatus.IGNORED.value, f"automated: {verdict.reason}"
+        else:
+            from wgbot.reports import receive_comment
+
+            status, outcome = receive_comment(ctx, group)
     elif dest.kind is Kind.OWNER:
         status, outcome = lists.to_owners(ctx, group, row.raw)
     else:

@@ -229,14 +229,17 @@ def recipient_headers(cfg: Config, key: bytes, group: Group, address: str) -> st
             "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
 
 
-def _regular_members(session: Session, group: Group, batch: int) -> Iterator[list[str]]:
-    """The addresses of members with regular delivery, in keyset-paged batches (never all at once)."""
+def _members(session: Session, group: Group, batch: int, delivery: str,
+             digest_format: str | None = None) -> Iterator[list[str]]:
+    """The addresses of members with this delivery, in keyset-paged batches (never all at once)."""
     last = 0
     while True:
-        rows = session.execute(select(Membership.id, Member.address).join(Member)
-                               .where(Membership.group_id == group.id, Membership.id > last,
-                                      Membership.delivery == Delivery.REGULAR.value)
-                               .order_by(Membership.id).limit(batch)).all()
+        q = (select(Membership.id, Member.address).join(Member)
+             .where(Membership.group_id == group.id, Membership.id > last, Membership.delivery == delivery)
+             .order_by(Membership.id).limit(batch))
+        if digest_format is not None:
+            q = q.where(Membership.digest_format == digest_format)
+        rows = session.execute(q).all()
         if not rows:
             return
         last = rows[-1][0]
@@ -244,16 +247,17 @@ def _regular_members(session: Session, group: Group, batch: int) -> Iterator[lis
 
 
 def fan_out(session: Session, cfg: Config, group: Group, copy: bytes, message_id: str, now: dt.datetime,
-            inbound_id: int | None) -> int:
-    """Queue `copy` for every regular member: one outbox row each, inserted in batches; returns the count."""
-    out = OutgoingMessage(message_id=message_id, kind="post", raw=copy, created_at=now, inbound_id=inbound_id)
+            inbound_id: int | None, delivery: str = Delivery.REGULAR.value, digest_format: str | None = None,
+            kind: str = "post") -> int:
+    """Queue `copy` for every member with this delivery: one outbox row each, inserted in batches."""
+    out = OutgoingMessage(message_id=message_id, kind=kind, raw=copy, created_at=now, inbound_id=inbound_id)
     session.add(out)
     session.flush()
     personalize = cfg.lists.personalize
     shared_from = bounce_address(cfg, group)
     key = secret_key(session) if cfg.network.base_url else b""
     count = 0
-    for addresses in _regular_members(session, group, cfg.lists.fanout_batch):
+    for addresses in _members(session, group, cfg.lists.fanout_batch, delivery, digest_format):
         session.execute(insert(OutboxEntry), [
             {"message_fk": out.id, "recipient": a,
              "envelope_from": bounce_address(cfg, group, a) if personalize else shared_from,

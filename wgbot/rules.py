@@ -78,6 +78,7 @@ class ReportRules:
     approved_by: str = "secretariat"
     yearly_declaration: bool = False
     reminder_days: tuple[int, ...] = ()
+    close_without_declaration: bool = False   # close groups that never declared after the final reminder
 
 
 @dataclass(frozen=True)
@@ -88,6 +89,7 @@ class Deliverable:
     approved_by: str = "secretariat"
     publish_to_list: bool = False
     public_comment_days: int = 0
+    comments_held: bool = False          # public comments wait for the contacts before they count
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,7 @@ class Membership(Base):
     delivery: Mapped[str] = mapped_column(String(16), default=Delivery.REGULAR.value)
     delivery_reason: Mapped[str] = mapped_column(String(200), default="")
     moderated: Mapped[bool] = mapped_column(Boolean, default=False)
+    digest_format: Mapped[str] = mapped_column(String(8), default="mime")   # mime (RFC 2046) or plain (RFC 1153)
     joined_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
     group: Mapped[Group] = relationship(back_populates="memberships")
@@ -170,7 +171,8 @@ class PendingAction(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
     used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
-    outcome: Mapped[str] = mapped_column(String(32), default="")
+    outcome: Mapped[str] = mapped_column(String(200), default="")
+    reminded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class InboundMessage(Base):
@@ -300,6 +302,48 @@ class ImapCursor(Base):
     last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
     last_poll_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     last_error: Mapped[str] = mapped_column(Text, default="")
+
+
+class Ledger(Base):
+    """What a scheduled job has done, by a key naming the job and its moment: a second tick for the same time,
+    or a restart between ticks, finds the key and sends nothing twice."""
+
+    __tablename__ = "ledger"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    done_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
+class Report(Base):
+    """A report or draft output submitted by a contact, waiting for approval or approved."""
+
+    __tablename__ = "reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    submitted_by: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(16), default="pending")    # pending, approved, rejected
+    submitted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    deadline: Mapped[dt.date | None] = mapped_column(Date, nullable=True)   # the deadline this report meets
+    comments_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class Comment(Base):
+    """A public comment on an approved draft output, sent to SLUG-comments@ during its comment period."""
+
+    __tablename__ = "comments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("reports.id", ondelete="CASCADE"), index=True)
+    sender: Mapped[str] = mapped_column(String(320))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    text: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16), default="accepted")   # accepted, held, rejected
 
 
 class Setting(Base):

@@ -245,7 +245,14 @@ def _decide_post(ctx: Context, row: PendingAction, group: Group, decision: str, 
     return decide_post(ctx, row, group, decision, reason)
 
 
-APPLY_DECISION = {"group": _decide_group, "join": _decide_join, "keep_group": _decide_keep, "post": _decide_post}
+def _decide_report(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
+    from wgbot.reports import decide_report
+
+    return decide_report(ctx, row, group, decision, reason)
+
+
+APPLY_DECISION = {"group": _decide_group, "join": _decide_join, "keep_group": _decide_keep, "post": _decide_post,
+                  "report": _decide_report}
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -29,6 +29,10 @@ def test_every_command_has_usage_summary_and_example() -> None:
 
 def test_every_template_renders(cfg: Config) -> None:
     """Each template renders with a sample context; full messages start with a Subject line."""
+    from datetime import UTC, date, datetime
+
+    from wgbot.reports import Obligation
+
     decision = Decision(False, "formation.min_organisations=3", "ECCAR needs 3 cities")
     group = SimpleNamespace(proposer="p@example.com", closed_reason="", name="Migrant Inclusion",
                             slug="migrant-inclusion", status="active",
@@ -46,8 +50,19 @@ def test_every_template_renders(cfg: Config) -> None:
         "requester": "alice@example.com", "kind": "group", "rule": "formation.constituted_by=secretariat",
         "reply_address": "wgbot+approval-" + "a" * 32 + "@lists.example.org", "decider": "office@example.org",
         "by": "chair@example.org", "score": 5,
+        "obligation": Obligation("draft output", date(2027, 11, 1), (30, 7, 1), "secretariat", True, 30, False,
+                                 "deliverables[0]"),
+        "deadline": date(2026, 11, 1), "declaration": True,
+        "report": SimpleNamespace(kind="draft output", comments_until=datetime(2027, 1, 1, tzinfo=UTC)),
+        "comments": [SimpleNamespace(name="Bo", sender="bo@example.org", received_at=datetime(2026, 12, 1, tzinfo=UTC),
+                                     status="held", text="Good work.")],
+        "expires": datetime(2026, 12, 5, tzinfo=UTC), "approval": True,
+        "held": [], "approvals": [], "upcoming": [], "overdue": [], "disabled": [], "scores": 0,
+        "today": date(2026, 11, 23),
+        "entries": [{"subject": "Hello", "sender": "a@example.org", "date": "Mon, 23 Nov 2026", "text": "Hi"}],
+        "number": 3, "setting": "delivery", "digest": "plain", "size": 10, "limit": 5,
     }
-    from datetime import UTC, datetime
+    from datetime import UTC, date, datetime
 
     rules = load_rules(cfg.rules_path)
 

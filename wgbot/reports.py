@@ -1,0 +1,197 @@
+"""reports: reports and draft outputs, their deadlines, and public comment periods (SPEC §3 `report`, §4).
+
+A contact submits with `report GROUP` (the message's text and attachments are the report); the approvers the
+rules name decide by reply; an approved report goes to the list and is archived, and where the rules say so it
+opens a public comment period on SLUG-comments@. Deadlines are pure date arithmetic on the rules; the schedule
+(wgbot.schedule) asks this module what is due. Nothing here touches the network.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from wgbot import rules as R
+from wgbot.commands import ACTIONS, Context, Line, Result, registry
+from wgbot.parse import clean_header_text
+from wgbot.store import Comment, Group, GroupStatus, InboundMessage, PendingAction, Report, audit
+
+
+@dataclass(frozen=True)
+class Obligation:
+    """Something a group owes by a date: a deliverable of the rules, or the yearly report to the assembly."""
+
+    kind: str                     # "draft output", "yearly report"
+    deadline: dt.date
+    reminder_days: tuple[int, ...]
+    approved_by: str
+    publish_to_list: bool
+    public_comment_days: int
+    comments_held: bool
+    rule: str
+
+
+def next_on_or_after(month_day: str, day: dt.date) -> dt.date:
+    """The next date with month and day `MM-DD` on or after `day` (29 February falls back to the 28th)."""
+    month, dom = (int(x) for x in month_day.split("-"))
+    for year in (day.year, day.year + 1):
+        try:
+            candidate = dt.date(year, month, dom)
+        except ValueError:
+            candidate = dt.date(year, month, 28)
+        if candidate >= day:
+            return candidate
+    raise AssertionError("unreachable")
+
+
+def obligations(rules: R.Rules, general_assembly: str, today: dt.date) -> list[Obligation]:
+    """What the rules oblige every active group to deliver, with its next deadline on or after `today`."""
+    out = [Obligation(d.name, next_on_or_after(d.due, today), d.reminder_days, d.approved_by, d.publish_to_list,
+                      d.public_comment_days, d.comments_held, f"deliverables[{i}]")
+           for i, d in enumerate(rules.deliverables)]
+    rep = rules.reports
+    if rep.yearly_report:
+        deadline: dt.date | None = None
+        if rep.report_due == "general_assembly" and general_assembly:
+            deadline = dt.date.fromisoformat(general_assembly)
+        elif rep.report_due and rep.report_due != "general_assembly":
+            deadline = next_on_or_after(rep.report_due, today)
+        if deadline is not None:
+            out.append(Obligation("yearly report", deadline, rep.reminder_days, rep.approved_by, True, 0, False,
+                                  "reports.yearly_report"))
+    return out
+
+
+def previous_deadline(obligation: Obligation, rules: R.Rules, today: dt.date) -> dt.date | None:
+    """The last deadline of this obligation before `today` (deliverables recur every year)."""
+    for i, d in enumerate(rules.deliverables):
+        if obligation.rule == f"deliverables[{i}]":
+            last = next_on_or_after(d.due, today - dt.timedelta(days=366))
+            while True:
+                following = next_on_or_after(d.due, last + dt.timedelta(days=1))
+                if following >= today:
+                    return last if last < today else None
+                last = following
+    return obligation.deadline if obligation.deadline < today else None
+
+
+def submitted_for(ctx: Context, group: Group, kind: str, deadline: dt.date) -> bool:
+    """Has a report of this kind been submitted (and not rejected) for this deadline?"""
+    return ctx.session.scalar(select(Report.id).where(
+        Report.group_id == group.id, Report.kind == kind, Report.deadline == deadline,
+        Report.status.in_(("pending", "approved")))) is not None
+
+
+def _obligation(ctx: Context) -> Obligation | None:
+    found = obligations(ctx.rules, ctx.cfg.schedule.general_assembly, ctx.now.date())
+    return found[0] if found else None
+
+
+@registry.command("report", order=85, usage="report GROUP", example="report bpf-cybersecurity",
+                  summary="a contact submits the group's report or draft output: the message's text and "
+                          "attachments; it goes to approval as the rules say", takes_text=True, args=(1, 1))
+def cmd_report(ctx: Context, line: Line) -> Result:
+    group, _, error = ctx.group_arg("report", line)
+    if error or group is None:
+        return error or Result(False, "")
+    from wgbot.workgroups import is_contact
+
+    if group.status != GroupStatus.ACTIVE.value:
+        return ctx.result("report", False, "not_active", group=group)
+    if not is_contact(ctx, group):
+        return ctx.result("report", False, "not_contact", group=group)
+    obligation = _obligation(ctx)
+    if obligation is None:
+        return ctx.result("report", False, "no_reports", group=group)
+    if not line.text.strip() and ctx.msg.size < 400:
+        return ctx.result("report", False, "empty", group=group, kind=obligation.kind)
+    if ctx.msg.size > ctx.cfg.lists.max_post_bytes:
+        return ctx.result("report", False, "too_big", group=group, size=ctx.msg.size,
+                          limit=ctx.cfg.lists.max_post_bytes)
+    return ctx.pending("report", "report", group, {"inbound_id": ctx.inbound_id, "kind": obligation.kind,
+                                                   "subject": ctx.msg.subject},
+                       f"submit the {obligation.kind} of {group.name}", kind=obligation.kind)
+
+
+def _apply_report(ctx: Context, row: PendingAction, group: Group | None) -> Result:
+    assert group is not None
+    from wgbot.workgroups import contacts, request_approval
+
+    inbound = ctx.session.get(InboundMessage, row.payload["inbound_id"])
+    if inbound is None:
+        return ctx.result("report", False, "gone", group=group)
+    obligation = next((o for o in obligations(ctx.rules, ctx.cfg.schedule.general_assembly, ctx.now.date())
+                       if o.kind == row.payload["kind"]), None)
+    if obligation is None:
+        return ctx.result("report", False, "no_reports", group=group)
+    report = Report(group_id=group.id, kind=obligation.kind, submitted_by=row.payload["address"],
+                    subject=clean_header_text(row.payload.get("subject", ""), 500), raw=inbound.raw,
+                    status="pending", submitted_at=ctx.now, deadline=obligation.deadline)
+    ctx.session.add(report)
+    ctx.session.flush()
+    approvers = ([m.address for m in contacts(ctx.session, group)] if obligation.approved_by == "contacts"
+                 else list(ctx.cfg.network.secretariat))
+    audit(ctx.session, ctx.now, row.payload["address"], "report-submitted", group.slug, rule=obligation.rule,
+          kind=obligation.kind, deadline=str(obligation.deadline))
+    request = request_approval(ctx, "report", group, row.payload["address"], approvers,
+                               f"{obligation.rule}: approved_by={obligation.approved_by}",
+                               f"approve the {obligation.kind} of {group.name}", {"report_id": report.id})
+    return ctx.result("report", True, "submitted", group=group, kind=obligation.kind, ref=request.public_ref,
+                      deadline=obligation.deadline)
+
+
+ACTIONS["report"] = _apply_report
+
+
+def decide_report(ctx: Context, request: PendingAction, group: Group, decision: str, reason: str) -> str:
+    """Approved: published to the list (and archived), and a comment period opened where the rules say so. A
+    report approved after its deadline counts for the next one (SPEC §4)."""
+    report = ctx.session.get(Report, request.payload["report_id"])
+    if report is None or report.status != "pending":
+        return "nothing changed"
+    report.decided_at = ctx.now
+    if decision != "approve":
+        report.status = "rejected"
+        return f"the {report.kind} was not approved"
+    report.status = "approved"
+    obligation = next((o for o in obligations(ctx.rules, ctx.cfg.schedule.general_assembly, ctx.now.date())
+                       if o.kind == report.kind), None)
+    if obligation is not None and report.deadline is not None and report.deadline < ctx.now.date():
+        report.deadline = obligation.deadline
+    outcome = f"the {report.kind} is approved"
+    if obligation is not None and obligation.publish_to_list:
+        from wgbot.lists import distribute
+        from wgbot.parse import parse
+
+        count = distribute(ctx, group, report.raw, parse(report.raw), None)
+        outcome += f" and was sent to the list ({count} member(s))"
+    if obligation is not None and obligation.public_comment_days:
+        report.comments_until = ctx.now + dt.timedelta(days=obligation.public_comment_days)
+        outcome += (f"; public comments are open until {report.comments_until:%d %B %Y} at "
+                    f"{group.slug}-comments@{ctx.cfg.network.list_domain}")
+    return outcome
+
+
+def open_report(ctx: Context, group: Group) -> Report | None:
+    """The report whose comment period is open now, if any."""
+    return ctx.session.scalar(select(Report).where(
+        Report.group_id == group.id, Report.status == "approved", Report.comments_until.is_not(None),
+        Report.comments_until > ctx.now).order_by(Report.id.desc()))
+
+
+def receive_comment(ctx: Context, group: Group) -> tuple[str, str]:
+    """Mail to SLUG-comments@: stored and acknowledged while a comment period is open, from anyone."""
+    from wgbot.lists import _tell_poster
+
+    report = open_report(ctx, group)
+    if report is None:
+        _tell_poster(ctx, group, "lists/no_comments.txt", {})
+        return "done", "no comment period is open"
+    held = any(o.comments_held for o in obligations(ctx.rules, ctx.cfg.schedule.general_assembly, ctx.now.date())
+               if o.kind == report.kind)
+    ctx.session.add(Comment(report_id=report.id, sender=ctx.sender, name=ctx.msg.display_name,
+                            text=ctx.msg.text[:50_000], received_at=ctx.now, status="held" if held else "accepted"))
+    _tell_poster(ctx, group, "lists/comment_received.txt", {"report": report, "held": held})
+    return "done", f"comment on report {report.id} stored" + (" (held for the contacts)" if held else "")
