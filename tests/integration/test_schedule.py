@@ -227,3 +227,31 @@ def test_weekly_rollup(site_factory: Any) -> None:
     assert "active   BPF Spam (bpf-spam)" in text and "Deadlines in the next 30 days" in text
     site.tick("2026-11-30T09:00")
     assert len(site.to("office@example.org", "working groups: the week")) == 2
+
+
+def test_eccar_general_assembly(site_factory: Any, tmp_path: Path) -> None:
+    """ECCAR: the yearly report is due before the General Assembly (from the configuration); the chair is
+    reminded and asked to declare continue or close; with close_without_declaration, groups that never
+    declared are closed after the assembly and their members told."""
+    rules = tmp_path / "eccar-strict.toml"
+    from wgbot.resources import data_dir
+
+    rules.write_text((data_dir("rules") / "eccar.toml").read_text().replace(
+        "reminder_days = [30, 7, 1]", "reminder_days = [30, 7, 1]\nclose_without_declaration = true"))
+    site = site_factory(str(rules), '[schedule]\ngeneral_assembly = "2027-06-15"\nrollup_on = ""\n')
+    quiet = site.group("Housing", contact="chair@ghent.example")
+    active = site.group("Policing", contact="chair@graz.example")
+    add_members(site.sessions, quiet, {"city@lyon.example": "regular"})
+    site.tick("2027-05-16T09:00")
+    (reminder,) = site.to("chair@ghent.example", "Housing: yearly report due in 30 days (15 June 2027)")
+    text = " ".join(reminder.message.get_body(preferencelist=("plain",)).get_content().split())
+    assert "before the General Assembly" in text and '"continue housing" or "close housing"' in text
+    when = dt.datetime(2027, 6, 1, 9, tzinfo=dt.UTC)
+    feed(site.sessions, site.cfg, mail(f"continue {active}", sender="chair@graz.example", msgid="<c@graz>"), now=when)
+    confirm(site.sessions, site.cfg, "chair@graz.example", when)
+    site.tick("2027-06-16T09:00")
+    site.tick("2027-06-16T09:00")
+    with site.sessions() as session:
+        status = {g["slug"]: g["status"] for g in list_groups(session)}
+    assert status == {"housing": "closed", "policing": "active"}
+    assert len(site.to("city@lyon.example", "Housing is closed")) == 1
