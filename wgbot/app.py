@@ -23,6 +23,7 @@ log = logging.getLogger("wgbot.run")
 DELIVERY_INTERVAL = 5.0    # seconds between delivery rounds when nothing new was queued
 PROCESS_INTERVAL = 1.0     # seconds between looks at the inbox when no listener woke us
 GRACE_SECONDS = 10.0       # how long a stop waits for a transaction in progress
+LEADER_INTERVAL = 2.0      # seconds between tries to become the leader (and checks that we still are)
 
 
 def _now() -> dt.datetime:
@@ -32,9 +33,10 @@ def _now() -> dt.datetime:
 class Runner:
     """Owns the asyncio loop of `wgbot run`."""
 
-    def __init__(self, cfg: Config, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, cfg: Config, sessions: sessionmaker[Session], role: str = "all") -> None:
         self.cfg = cfg
         self.sessions = sessions
+        self.role = role
         self.stopping = threading.Event()
         self.protocols: set[Any] = set()
         self.ready = threading.Event()
@@ -62,20 +64,14 @@ class Runner:
         def processed() -> None:
             loop.call_soon_threadsafe(wake_delivery.set)
 
-        server = await self._start_listener(accepted) if self.cfg.inbound.smtp.enabled else None
+        listen = self.role == "all" and self.cfg.inbound.smtp.enabled
+        server = await self._start_listener(accepted) if listen else None
         web = None
-        if self.cfg.web.enabled:
+        if self.cfg.web.enabled and self.role == "all":
             from wgbot import web as web_module
 
             web = await web_module.start(self.sessions, self.cfg)
-        poller = None
-        if self.cfg.inbound.imap.enabled:
-            from wgbot.imap_poller import run_poller
-
-            poller = run_poller(self.cfg, self.sessions, self.stopping, processed)
-        from wgbot.schedule import start_scheduler
-
-        scheduler = start_scheduler(self.sessions, self.cfg, processed)
+        leader_task = asyncio.create_task(self._lead(processed), name="leadership")
         tasks = [asyncio.create_task(self._processing(wake_processing, wake_delivery), name="processing"),
                  asyncio.create_task(self._delivery(wake_delivery), name="delivery")]
         log.info("wgbot running (outbound: %s); SIGTERM or Ctrl-C stops it", self._outbound())
@@ -86,19 +82,16 @@ class Runner:
             server.close()
         if web is not None:
             web.close()
-        scheduler.shutdown(wait=True)
         self.stopping.set()
         wake_processing.set()
         wake_delivery.set()
-        await asyncio.wait(tasks, timeout=GRACE_SECONDS)
+        await asyncio.wait([*tasks, leader_task], timeout=GRACE_SECONDS)
         for proto in list(self.protocols):
             transport = getattr(proto, "transport", None)
             if transport is not None:
                 transport.close()
         if server is not None:
             await asyncio.wait_for(server.wait_closed(), timeout=GRACE_SECONDS)
-        if poller is not None:
-            await asyncio.to_thread(poller.join, GRACE_SECONDS)
         log.info("stopped")
         return 0
 
@@ -132,6 +125,40 @@ class Runner:
         log.info("listening on %s:%d (%s%s, max %d bytes)", smtp.host, smtp.port, smtp.protocol.upper(), tls,
                  smtp.max_message_size)
         return server
+
+    async def _lead(self, processed: Any) -> None:
+        """Try to become the leader; while leading, run the IMAP poller and the scheduler."""
+        from wgbot.leader import Leadership
+        from wgbot.schedule import start_scheduler
+
+        leadership = Leadership(self.sessions.kw["bind"])
+        scheduler: Any = None
+        poller: Any = None
+        try:
+            while not self.stopping.is_set():
+                leading = await asyncio.to_thread(leadership.try_acquire)
+                if leading and scheduler is None:
+                    log.info("became the leader: running the scheduler%s",
+                             " and the IMAP poller" if self.cfg.inbound.imap.enabled else "")
+                    scheduler = start_scheduler(self.sessions, self.cfg, processed)
+                    if self.cfg.inbound.imap.enabled:
+                        from wgbot.imap_poller import run_poller
+
+                        poller = run_poller(self.cfg, self.sessions, self.stopping, processed)
+                elif not leading and scheduler is not None:
+                    log.warning("no longer the leader: stopping the scheduler")
+                    scheduler.shutdown(wait=False)
+                    scheduler = None
+                for _ in range(int(LEADER_INTERVAL * 10)):
+                    if self.stopping.is_set():
+                        break
+                    await asyncio.sleep(0.1)
+        finally:
+            if scheduler is not None:
+                await asyncio.to_thread(scheduler.shutdown, True)
+            if poller is not None:
+                await asyncio.to_thread(poller.join, GRACE_SECONDS)
+            await asyncio.to_thread(leadership.release)
 
     async def _processing(self, wake: asyncio.Event, wake_delivery: asyncio.Event) -> None:
         while not self.stopping.is_set():
@@ -167,5 +194,5 @@ class Runner:
             wake.clear()
 
 
-def run(cfg: Config, sessions: sessionmaker[Session]) -> int:
-    return asyncio.run(Runner(cfg, sessions).main())
+def run(cfg: Config, sessions: sessionmaker[Session], role: str = "all") -> int:
+    return asyncio.run(Runner(cfg, sessions, role).main())

@@ -139,7 +139,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     cfg = load(args)
     sessions = open_store(cfg)
     try:
-        return run(cfg, sessions)
+        return run(cfg, sessions, args.role)
     except OSError as exc:
         raise Fail(f"cannot start: {exc}") from exc
 
@@ -213,6 +213,41 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     cfg = load(args)
     report = outbox.deliver_due(open_store(cfg), cfg, utcnow)
     print(f"delivery: {report}")
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from wgbot.commands import find_group
+    from wgbot.importer import ImportError_, import_rows, read_rows
+
+    cfg = load(args)
+    try:
+        text = Path(args.file).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Fail(f"{args.file}: cannot read: {exc}") from exc
+    try:
+        rows = read_rows(text)
+    except ImportError_ as exc:
+        shown = exc.problems[:20]
+        more = f"\n... and {len(exc.problems) - 20} more" if len(exc.problems) > 20 else ""
+        raise Fail(f"{args.file}: nothing was imported:\n" + "\n".join(f"  {args.file}: {p}" for p in shown)
+                   + more) from exc
+    sessions = open_store(cfg)
+    with sessions.begin() as session:
+        group = find_group(session, args.group)
+        if group is None:
+            raise Fail(f"no group {args.group!r}; `wgbot groups` lists them")
+        if sys.stderr.isatty() and len(rows) > 2000:
+            from rich.progress import Progress
+
+            with Progress(transient=True) as bar:
+                task = bar.add_task(f"importing into {group.slug}", total=len(rows))
+                result = import_rows(session, group, rows, utcnow(), lambda n: bar.advance(task, n))
+        else:
+            result = import_rows(session, group, rows, utcnow())
+        slug = group.slug
+    print(f"{args.file}: {result.rows} row(s): {result.joined} joined {slug}, {result.new_members} new member(s), "
+          f"{result.updated} updated, {result.rows - result.joined} already members")
     return EXIT_OK
 
 
@@ -488,7 +523,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run everything: listener, IMAP poller, processing and delivery",
                        description="Run the SMTP/LMTP listener, the IMAP poller, processing and delivery in one "
                                    "process, until SIGTERM or SIGINT (then it finishes the message in hand and "
-                                   "exits 0).")
+                                   "exits 0). Several processes may share one PostgreSQL database: each delivers "
+                                   "and processes; one at a time (the leader) runs the IMAP poller and the "
+                                   "scheduler, and another takes over when it dies.")
+    p.add_argument("--role", choices=["all", "delivery"], default="all",
+                   help="all: everything (default); delivery: no listener, only processing, delivery and "
+                        "leadership")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="queue depths, the last poll, the oldest unprocessed message",
@@ -540,6 +580,15 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--moderate", action="append", metavar="ADDRESS", help="hold this member's posts (repeatable)")
     c.add_argument("--unmoderate", action="append", metavar="ADDRESS", help="stop holding this member's posts")
     c.set_defaults(func=cmd_group_set)
+
+    p = sub.add_parser("import", help="add members to a group from a CSV file",
+                       description="Add members from a CSV file with a header row and the columns address, name, "
+                                   "organisation, country, delivery (only address is required). No confirmation is "
+                                   "asked; importing again changes nothing; a bad row is reported with its line "
+                                   "number and then nothing is imported.")
+    p.add_argument("group", metavar="GROUP", help="the group's slug or name")
+    p.add_argument("file", metavar="FILE.csv", help="the CSV file (UTF-8)")
+    p.set_defaults(func=cmd_import)
 
     p = sub.add_parser("groups", help="list the groups", description="List the groups.")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -89,6 +89,7 @@ class OutboundConfig:
     password: str = field(default="", repr=False)
     password_env: str = ""
     timeout_seconds: int = 60
+    connections: int = 1
     batch_size: int = 200
     retry_base_seconds: int = 60
     retry_max_seconds: int = 4 * 3600
@@ -334,6 +335,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(p, "outbound.transport", f'expected "smtp" or "maildir", got {out.transport!r}')
     if out.batch_size < 1:
         raise ConfigError(p, "outbound.batch_size", "expected at least 1")
+    if not 1 <= out.connections <= 64:
+        raise ConfigError(p, "outbound.connections", "expected 1 to 64")
     if cfg.lists.from_policy not in ("keep", "munge", "wrap"):
         raise ConfigError(p, "lists.from_policy", f'expected "keep", "munge" or "wrap", got {cfg.lists.from_policy!r}')
     if cfg.lists.archive_url and not cfg.lists.archive_url.startswith(("https://", "http://")):

@@ -34,6 +34,7 @@ def _endonyms() -> dict[str, str]:
     return names
 
 
+@lru_cache(maxsize=4096)
 def normalise_country(value: str) -> str | None:
     """The alpha-2 code for `value` (IT, ITA, Italy, Italia, italia), or None when it names no country."""
     import pycountry

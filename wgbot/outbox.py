@@ -260,10 +260,31 @@ def deliver_due(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], 
                 only_message_ids: Iterable[int] | None = None,
                 should_stop: Callable[[], bool] = lambda: False) -> DeliveryReport:
     """Send every queued recipient that is due; commit after each, retry later on 4xx, give up on 5xx.
+    With [outbound] connections > 1 (SMTP), that many connections work in parallel, each on rows it claimed.
     `should_stop` is asked between messages; what is not sent keeps its lease until it runs out."""
-    report = DeliveryReport()
     only = list(only_message_ids) if only_message_ids is not None else None
     release_dead_leases(sessions, now())
+    workers = cfg.outbound.connections if cfg.outbound.transport == "smtp" else 1
+    if workers == 1:
+        return _deliver_worker(sessions, cfg, now, transport_factory, only, should_stop)
+    from concurrent.futures import ThreadPoolExecutor
+
+    report = DeliveryReport()
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deliver") as pool:
+        futures = [pool.submit(_deliver_worker, sessions, cfg, now, transport_factory, only, should_stop)
+                   for _ in range(workers)]
+        for future in futures:
+            part = future.result()
+            report.sent += part.sent
+            report.deferred += part.deferred
+            report.failed += part.failed
+    return report
+
+
+def _deliver_worker(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], dt.datetime],
+                    transport_factory: Callable[[Config], Transport], only: list[int] | None,
+                    should_stop: Callable[[], bool]) -> DeliveryReport:
+    report = DeliveryReport()
     while not should_stop():
         batch = _claim(sessions, cfg, now(), only)
         if not batch:

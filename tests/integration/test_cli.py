@@ -149,3 +149,33 @@ def test_status_shows_queues_and_quarantine(site: Path, capsys: pytest.CaptureFi
     capsys.readouterr()
     assert main(["status", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["outbox"]["sent"] == 2
+
+
+def test_import_members_all_or_nothing(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """import adds members from CSV without confirmation; a bad row is reported with its line number and then
+    nothing is imported; importing the same file again changes nothing."""
+    assert main(["group", "create", "Arts", "--contact", "chair@example.org"]) == 0
+    good = site / "members.csv"
+    good.write_text("address,name,organisation,country,delivery\n"
+                    "ann@example.org,Ann,Teatro,Italia,digest\n"
+                    "bob@example.net,,,,\n"
+                    "chair@example.org,Chair,City,DE,\n")
+    bad = site / "bad.csv"
+    bad.write_text("address,country\nok@example.org,IT\nbroken-address,IT\nzed@example.org,Atlantis\n")
+    capsys.readouterr()
+    assert main(["import", "arts", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert "nothing was imported" in err and "line 3: 'broken-address' is not an email address" in err
+    assert "line 4: 'Atlantis' is not a country" in err
+    assert main(["import", "arts", str(good)]) == 0
+    assert "3 row(s): 2 joined arts, 2 new member(s)" in capsys.readouterr().out
+    assert main(["import", "arts", str(good)]) == 0
+    assert "0 joined arts, 0 new member(s)" in capsys.readouterr().out
+    assert main(["members", "arts", "--json"]) == 0
+    members = {m["address"]: m for m in json.loads(capsys.readouterr().out)}
+    assert members["ann@example.org"]["delivery"] == "digest" and members["ann@example.org"]["country"] == "IT"
+    assert members["chair@example.org"]["role"] == "contact" and members["chair@example.org"]["country"] == "DE"
+    assert "ok@example.org" not in members
+    (site / "nohead.csv").write_text("email\nx@example.org\n")
+    assert main(["import", "arts", str(site / "nohead.csv")]) == 1
+    assert "must name an 'address' column" in capsys.readouterr().err
