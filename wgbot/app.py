@@ -37,6 +37,9 @@ class Runner:
         self.cfg = cfg
         self.sessions = sessions
         self.role = role
+        from wgbot.db import delivery_sessions
+
+        self.delivery_sessions = delivery_sessions(cfg)
         self.stopping = threading.Event()
         self.protocols: set[Any] = set()
         self.ready = threading.Event()
@@ -181,7 +184,7 @@ class Runner:
     async def _delivery(self, wake: asyncio.Event) -> None:
         while not self.stopping.is_set():
             try:
-                report = await asyncio.to_thread(outbox.deliver_due, self.sessions, self.cfg, _now,
+                report = await asyncio.to_thread(outbox.deliver_due, self.delivery_sessions, self.cfg, _now,
                                                  outbox.make_transport, None, self.stopping.is_set)
                 if report.sent or report.deferred or report.failed:
                     log.info("delivery: %s", report)

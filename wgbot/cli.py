@@ -96,6 +96,12 @@ def open_store(cfg: Config, must_exist: bool = True) -> sessionmaker[Session]:
     return make_sessionmaker(engine)
 
 
+def _delivery(cfg: Config) -> sessionmaker[Session]:
+    from wgbot.db import delivery_sessions
+
+    return delivery_sessions(cfg)  # type: ignore[no-any-return]
+
+
 # ------------------------------------------------------------------------------------------------ commands
 
 
@@ -201,7 +207,7 @@ def cmd_process(args: argparse.Namespace) -> int:
             state = f"{outcome.status}: {outcome.outcome}" if outcome else "already processed (duplicate)"
             print(f"{name}: inbound {row_id}: {state}")
     if not args.no_deliver:
-        report = outbox.deliver_due(sessions, cfg, utcnow)
+        report = outbox.deliver_due(_delivery(cfg), cfg, utcnow)
         if report.sent or report.deferred or report.failed:
             print(f"delivery: {report}")
     return EXIT_FAILURE if failures else EXIT_OK
@@ -211,7 +217,8 @@ def cmd_deliver(args: argparse.Namespace) -> int:
     from wgbot import outbox
 
     cfg = load(args)
-    report = outbox.deliver_due(open_store(cfg), cfg, utcnow)
+    open_store(cfg)
+    report = outbox.deliver_due(_delivery(cfg), cfg, utcnow)
     print(f"delivery: {report}")
     return EXIT_OK
 
@@ -271,7 +278,7 @@ def cmd_tick(args: argparse.Namespace) -> int:
     sessions = open_store(cfg)
     report = tick(sessions, cfg, now.astimezone(dt.UTC))
     print(f"tick {now.isoformat(timespec='minutes')}: {report}")
-    delivered = outbox.deliver_due(sessions, cfg, lambda: max(now.astimezone(dt.UTC), utcnow()))
+    delivered = outbox.deliver_due(_delivery(cfg), cfg, lambda: max(now.astimezone(dt.UTC), utcnow()))
     if delivered.sent or delivered.deferred or delivered.failed:
         print(f"delivery: {delivered}")
     return EXIT_OK
@@ -415,7 +422,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     results = inbox.process_pending(sessions, cfg, utcnow, ids=ids)
     for row_id, outcome in sorted(results.items()):
         print(f"inbound {row_id}: {outcome.status}: {outcome.outcome}")
-    outbox.deliver_due(sessions, cfg, utcnow)
+    outbox.deliver_due(_delivery(cfg), cfg, utcnow)
     print(f"{count} message(s) re-run, {sum(1 for o in results.values() if o.status != 'quarantined')} left quarantine")
     return EXIT_OK
 

@@ -5,7 +5,7 @@ Used by the command line and by tests; it holds no domain logic.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import inspect
 from sqlalchemy.engine import Connection, Engine
@@ -25,6 +25,15 @@ def database_url(cfg: Config) -> str:
         path.parent.mkdir(parents=True, exist_ok=True)
         return prefix + str(path)
     return url
+
+
+def delivery_sessions(cfg: Config) -> Any:
+    """Sessions for marking outbox rows sent: with SQLite, commits that survive a killed process without an
+    fsync each (see store._sqlite_pragmas); with PostgreSQL, the ordinary ones."""
+    from wgbot.store import make_engine, make_sessionmaker
+
+    url = database_url(cfg)
+    return make_sessionmaker(make_engine(url, durable=not url.startswith("sqlite")))
 
 
 def _alembic_config(connection: Connection):  # type: ignore[no-untyped-def]

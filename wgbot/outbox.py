@@ -14,6 +14,7 @@ import os
 import smtplib
 import socket
 import ssl
+import threading
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -135,9 +136,54 @@ class SmtpTransport:
         except BaseException:
             self.close()
             raise
+        self.pipelining = self.conn.has_extn("pipelining")
 
     def send(self, envelope_from: str, recipients: list[str], raw: bytes) -> dict[str, tuple[int, bytes]]:
-        return self.conn.sendmail(envelope_from, recipients, raw)
+        """MAIL, RCPT, DATA as smtplib.sendmail does, but pipelined when the relay offers PIPELINING (RFC 2920:
+        one write for MAIL, every RCPT and DATA, then the replies), and without re-parsing addresses we built
+        ourselves (smtplib's quoteaddr was a fifth of the time per message)."""
+        conn = self.conn
+        commands = [f"MAIL FROM:<{envelope_from}>", *(f"RCPT TO:<{r}>" for r in recipients)]
+        if self.pipelining:
+            conn.send("\r\n".join([*commands, "DATA"]) + "\r\n")
+            replies = [conn.getreply() for _ in range(len(commands) + 1)]
+        else:
+            replies = []
+            for command in commands:
+                replies.append(conn.docmd(command))
+                if len(replies) == 1 and replies[0][0] != 250:
+                    break
+        mail_code, mail_reply = replies[0]
+        refused = {r: reply for r, reply in zip(recipients, replies[1:len(commands)], strict=False)
+                   if reply[0] not in (250, 251)}
+        data_code = replies[-1][0] if self.pipelining else 0
+        if mail_code != 250 or len(refused) == len(recipients):
+            if data_code == 354:
+                conn.send(b".\r\n")      # the relay took DATA anyway: end an empty message, then forget it
+                conn.getreply()
+            self._reset()
+            if mail_code != 250:
+                raise smtplib.SMTPSenderRefused(mail_code, mail_reply, envelope_from)
+            raise smtplib.SMTPRecipientsRefused(refused)
+        if self.pipelining:
+            if data_code != 354:
+                self._reset()
+                raise smtplib.SMTPDataError(data_code, replies[-1][1])
+            body = smtplib._quote_periods(raw)  # type: ignore[attr-defined]  # our bytes are CRLF already
+            conn.send(body + (b"" if body.endswith(b"\r\n") else b"\r\n") + b".\r\n")
+            code, reply = conn.getreply()
+        else:
+            code, reply = conn.data(raw)
+        if code != 250:
+            self._reset()
+            raise smtplib.SMTPDataError(code, reply)
+        return refused
+
+    def _reset(self) -> None:
+        try:
+            self.conn.rset()
+        except smtplib.SMTPServerDisconnected:
+            pass
 
     def close(self) -> None:
         try:
@@ -164,6 +210,7 @@ def _classify(exc: Exception) -> tuple[bool, str]:
 
 
 LEASE = dt.timedelta(minutes=10)
+_MARK_LOCK = threading.Lock()
 _HOST = socket.gethostname()[:60]
 
 
@@ -285,6 +332,45 @@ def _deliver_worker(sessions: sessionmaker[Session], cfg: Config, now: Callable[
                     transport_factory: Callable[[Config], Transport], only: list[int] | None,
                     should_stop: Callable[[], bool]) -> DeliveryReport:
     report = DeliveryReport()
+    marker = _Marker(sessions.kw["bind"])
+    try:
+        return _deliver_loop(sessions, cfg, now, transport_factory, only, should_stop, report, marker)
+    finally:
+        marker.close()
+
+
+class _Marker:
+    """Marks rows sent, one commit per SMTP transaction, on a connection kept for the whole run. Plain DBAPI:
+    the ORM's bulk-update bookkeeping cost more than the send itself (183 µs a mark against 52 µs)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.sqlite = engine.dialect.name == "sqlite"
+        self.conn = engine.raw_connection()
+        mark = "?" if self.sqlite else "%s"
+        self.sql = (f"UPDATE outbox SET status = 'sent', sent_at = {mark}, attempts = attempts + 1, "
+                    f"last_error = '', lease_until = NULL WHERE id = {mark}")
+
+    def mark(self, ids: list[int], when: dt.datetime) -> None:
+        # The same stored form as store.UTCDateTime: naive UTC text on SQLite, aware on PostgreSQL.
+        stamp: Any = when.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds") \
+            if self.sqlite else when
+        cursor = self.conn.cursor()
+        try:
+            cursor.executemany(self.sql, [(stamp, row_id) for row_id in ids])
+            self.conn.commit()
+        except BaseException:
+            self.conn.rollback()
+            raise
+        finally:
+            cursor.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _deliver_loop(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], dt.datetime],
+                  transport_factory: Callable[[Config], Transport], only: list[int] | None,
+                  should_stop: Callable[[], bool], report: DeliveryReport, marker: _Marker) -> DeliveryReport:
     while not should_stop():
         batch = _claim(sessions, cfg, now(), only)
         if not batch:
@@ -332,10 +418,9 @@ def _deliver_worker(sessions: sessionmaker[Session], cfg: Config, now: Callable[
                         _record_failure(sessions, cfg, row.id, row.attempts, row.created_at, text, code >= 500,
                                         now(), report)
                 if sent:
-                    with sessions.begin() as session:
-                        session.execute(update(OutboxEntry).where(OutboxEntry.id.in_([r.id for r in sent])).values(
-                            status=OutboxStatus.SENT.value, sent_at=now(), attempts=OutboxEntry.attempts + 1,
-                            last_error="", lease_until=None))
+                    # SQLite has one writer: serialising our own threads here avoids its busy-wait sleeps.
+                    with _MARK_LOCK:
+                        marker.mark([r.id for r in sent], now())
                     report.sent += len(sent)
         finally:
             transport.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,7 +49,7 @@ def test_delivers_over_one_connection(sqlite_sessions: sessionmaker[Session], tm
     assert sorted(m.rcpt_tos[0] for m in relay.messages) == sorted(f"m{i}@example.com" for i in range(10))
     assert {m.envelope_from for m in relay.messages} == {"wgbot@lists.example.org"}
     assert len({m.peer for m in relay.messages}) == 1
-    assert all(r.status == "sent" for r in rows(sqlite_sessions))
+    assert all(r.status == "sent" and r.sent_at == NOW and r.attempts == 1 for r in rows(sqlite_sessions))
     # Nothing is sent twice: a second run finds nothing due.
     assert outbox.deliver_due(sqlite_sessions, cfg, lambda: NOW).sent == 0 and len(relay.messages) == 10
 
@@ -203,3 +204,71 @@ def test_starttls_and_auth(sqlite_sessions: sessionmaker[Session], tmp_path: Pat
         assert len(handler.messages) == 2
     finally:
         controller.stop()
+
+
+def _smtp_sink(tmp_path: Path, *options: str) -> tuple[subprocess.Popen[bytes], int, Path]:
+    import shutil
+
+    from tests.helpers import need
+    from tests.servers import have
+
+    need(have("smtp-sink"), "smtp-sink (apt-get install postfix) run as root")
+    import tempfile
+
+    # Not under tmp_path: pytest keeps that 0700, and smtp-sink writes as nobody (realparts.md §6).
+    dump = Path(tempfile.mkdtemp(prefix="wgbot-sink-", dir="/tmp"))
+    dump.chmod(0o755)
+    shutil.chown(dump, "nobody")
+    port = free_port()
+    proc = subprocess.Popen(["smtp-sink", "-u", "nobody", *options, "-d", f"{dump}/%M.", f"127.0.0.1:{port}", "100"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import socket as _socket
+
+    from tests.integration.test_listener import wait_for
+
+
+    def up() -> bool:
+        try:
+            _socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return True
+        except OSError:
+            return False
+    wait_for(up, timeout=10)
+    return proc, port, dump
+
+
+def test_pipelined_delivery_to_a_pipelining_relay(sqlite_sessions: sessionmaker[Session], tmp_path: Path) -> None:
+    """Against a relay that offers PIPELINING (Postfix's smtp-sink), messages go out pipelined: each arrives
+    whole, with its envelope; a batch of recipients shares one transaction; a refused RCPT fails the row."""
+    proc, port, dump = _smtp_sink(tmp_path)
+    try:
+        cfg = make_config(tmp_path, outbound={"transport": "smtp", "host": "127.0.0.1", "port": port})
+        queue(sqlite_sessions, cfg, 20)
+        with sqlite_sessions.begin() as session:
+            msg = compose(cfg, "replies/refused.txt", {"reason": "batch", "address": "x@example.com"},
+                          to=["list@example.com"], now=NOW)
+            outbox.enqueue(session, msg, [f"b{i}@example.com" for i in range(150)], "grp-bounces@lists.example.org",
+                           NOW)
+        assert outbox.deliver_due(sqlite_sessions, cfg, lambda: NOW).sent == 170
+        from tests.integration.test_listener import wait_for
+
+        wait_for(lambda: len(list(dump.iterdir())) == 20 + 2, timeout=10)
+        files = [p.read_bytes() for p in dump.iterdir()]
+        batches = [f for f in files if b"grp-bounces@lists.example.org" in f.split(b"\r\n\r\n")[0]]
+        assert sorted(f.count(b"X-Rcpt-Args:") for f in batches) == [50, 100]
+        assert all(b"We received a message from" in f for f in files)
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(dump, ignore_errors=True)
+    proc, port, dump = _smtp_sink(tmp_path / "refusing", "-f", "RCPT")
+    try:
+        cfg = make_config(tmp_path, outbound={"transport": "smtp", "host": "127.0.0.1", "port": port})
+        queue(sqlite_sessions, cfg, 2, now=NOW + dt.timedelta(seconds=1))
+        report = outbox.deliver_due(sqlite_sessions, cfg, lambda: NOW + dt.timedelta(seconds=1))
+        assert report.failed == 2 and report.sent == 0
+        assert all("5" == r.last_error[0] for r in rows(sqlite_sessions) if r.status == "failed")
+    finally:
+        proc.terminate()
+        proc.wait()
+        shutil.rmtree(dump, ignore_errors=True)

@@ -1,0 +1,405 @@
+"""wgbot benchmarks: speed and memory against the loopback SMTP limit, measured in the same run.
+
+    python -m benchmarks.bench all                  # everything at the default sizes
+    python -m benchmarks.bench fanout --sizes 1000,10000,100000 --runs 3
+    python -m benchmarks.bench commands|import|digest|startup
+    python -m benchmarks.bench all --smoke          # tiny sizes, one run (what CI may run)
+
+Every figure is a median of --runs runs. Each benchmark prints two baselines measured in the same run on the
+same message size and count: Postfix's smtp-source into smtp-sink (the physical limit of loopback SMTP) and
+Python's smtplib over one connection into the same sink; then wgbot's time and the ratios. Peak RSS is the
+bot process's high-water mark (VmHWM). Needs the postfix package (smtp-source, smtp-sink) and root or a
+user smtp-sink may run as.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import os
+import re
+import shutil
+import signal
+import smtplib
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BODY_4K = ("x" * 75 + "\r\n") * 53  # 4 KB
+MAILMAN = {"fanout-personalized-10000": 111.0, "fanout-batched-10000": 6.7, "import-10000": 92.0,
+           "commands-1000": 85.0 * 2, "startup-help": 0.7}  # Mailman 3.3.10 on this machine kind (issue 7)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+class Sink:
+    """smtp-sink with its running counter read from stdout."""
+
+    def __init__(self) -> None:
+        if not shutil.which("smtp-sink"):
+            raise SystemExit("smtp-sink not found: apt-get install postfix (it provides smtp-sink and smtp-source)")
+        self.port = free_port()
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        self.proc = subprocess.Popen(["smtp-sink", *user, "-c", f"127.0.0.1:{self.port}", "1000"],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.mesg = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._read, daemon=True).start()
+        wait_port(self.port)
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        buf = b""
+        while True:
+            chunk = self.proc.stdout.read1(4096)  # type: ignore[attr-defined]
+            if not chunk:
+                return
+            buf = (buf + chunk)[-4096:]
+            found = re.findall(rb"mesg=(\d+)", buf)
+            if found:
+                with self.lock:
+                    self.mesg = int(found[-1])
+
+    def count(self) -> int:
+        with self.lock:
+            return self.mesg
+
+    def wait_for(self, n: int, timeout: float = 600) -> float:
+        """Seconds until the sink has `n` messages (from now)."""
+        start = time.monotonic()
+        while self.count() < n:
+            if time.monotonic() - start > timeout:
+                raise RuntimeError(f"sink got {self.count()} of {n} messages in {timeout} s")
+            time.sleep(0.002)
+        return time.monotonic()
+
+    def close(self) -> None:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(timeout=10)
+
+
+def baseline_smtp_source(sink: Sink, n: int) -> float:
+    before = sink.count()
+    start = time.monotonic()
+    subprocess.run(["smtp-source", "-s", "4", "-d", "-m", str(n), "-l", "4096", "-M", "bench.example",
+                    "-f", "src@example.com", "-t", "rcpt@example.com", f"127.0.0.1:{sink.port}"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return sink.wait_for(before + n) - start
+
+
+def baseline_smtplib(sink: Sink, n: int) -> float:
+    before = sink.count()
+    message = ("From: a@example.com\r\nTo: b@example.com\r\nSubject: x\r\n\r\n" + BODY_4K).encode()
+    start = time.monotonic()
+    with smtplib.SMTP("127.0.0.1", sink.port) as client:
+        for i in range(n):
+            client.sendmail("a@example.com", [f"r{i}@example.com"], message)
+    return sink.wait_for(before + n) - start
+
+
+class Site:
+    """A configured wgbot with its own SQLite database, sending to the sink."""
+
+    connections = 8
+
+    def __init__(self, sink: Sink, personalize: bool = True, connections: int | None = None) -> None:
+        connections = connections or self.connections
+        self.dir = Path(tempfile.mkdtemp(prefix="wgbot-bench-"))
+        self.port = free_port()
+        self.config = self.dir / "config.toml"
+        self.config.write_text(f"""
+[network]
+name = "Bench"
+rules = "igf"
+list_domain = "lists.example.org"
+bot_address = "wgbot@lists.example.org"
+secretariat = ["office@example.org"]
+[database]
+url = "sqlite:///{self.dir}/wgbot.sqlite3"
+[inbound.smtp]
+port = {self.port}
+[outbound]
+transport = "smtp"
+port = {sink.port}
+connections = {connections}
+[lists]
+personalize = {"true" if personalize else "false"}
+[limits]
+replies_per_day = 100000
+[schedule]
+rollup_on = ""
+[log]
+level = "WARNING"
+""")
+        self.wgbot("init")
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def wgbot(self, *args: str) -> float:
+        start = time.monotonic()
+        subprocess.run([sys.executable, "-m", "wgbot", "--config", str(self.config), *args], check=True,
+                       stdout=subprocess.DEVNULL, cwd=self.dir)
+        return time.monotonic() - start
+
+    def sessions(self) -> Any:
+        sys.path.insert(0, str(ROOT))
+        from wgbot.store import make_engine, make_sessionmaker
+
+        return make_sessionmaker(make_engine(f"sqlite:///{self.dir}/wgbot.sqlite3"))
+
+    def group_with_members(self, n: int, delivery: str = "regular") -> str:
+        self.wgbot("group", "create", "Bench Group", "--contact", "chair@example.org")
+        from sqlalchemy import insert, select
+
+        from wgbot.store import Group, Member, Membership
+
+        sessions = self.sessions()
+        now = dt.datetime.now(dt.UTC)
+        with sessions.begin() as session:
+            gid = session.scalar(select(Group.id))
+            session.execute(insert(Member), [{"address": f"m{i}@members.example",
+                                              "address_key": f"m{i}@members.example", "name": "",
+                                              "organisation": "", "country": "", "created_at": now}
+                                             for i in range(n)])
+            ids = session.scalars(select(Member.id).where(Member.address_key.like("%@members.example"))).all()
+            session.execute(insert(Membership), [{"group_id": gid, "member_id": i, "role": "member",
+                                                  "delivery": delivery, "delivery_reason": "", "moderated": False,
+                                                  "digest_format": "mime", "joined_at": now} for i in ids])
+        return "bench-group"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "wgbot", "--config", str(self.config), "run"],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.dir / "run.log", "wb"))
+        wait_port(self.port)
+
+    def peak_rss_mb(self) -> float:
+        assert self.proc is not None
+        with open(f"/proc/{self.proc.pid}/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(timeout=60)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def send(port: int, messages: list[tuple[str, str, bytes]]) -> float:
+    """Send (from, to, bytes) over one connection; returns the time of the first 250."""
+    first = 0.0
+    with smtplib.SMTP("127.0.0.1", port) as client:
+        for sender, rcpt, raw in messages:
+            client.sendmail(sender, [rcpt], raw)
+            first = first or time.monotonic()
+    return first
+
+
+def median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
+def report(name: str, n: int, wgbot: list[float], source: list[float], stdlib: list[float], unit: str,
+           rss: list[float] | None = None, target: str = "") -> None:
+    w, s, p = median(wgbot), median(source), median(stdlib)
+    per = f"{n / w:,.0f} {unit}/s" if w else ""
+    rss_text = f", peak RSS {max(rss):.0f} MB" if rss else ""
+    print(f"{name}: wgbot {w:.2f} s ({per}{rss_text}) | smtp-source→smtp-sink {s:.2f} s ({n / s:,.0f}/s) | "
+          f"smtplib→smtp-sink {p:.2f} s ({n / p:,.0f}/s) | wgbot/smtp-source {w / s:.1f}x, wgbot/smtplib "
+          f"{w / p:.1f}x" + (f" | target {target}" if target else ""))
+    key = f"{name}"
+    if key in MAILMAN:
+        print(f"    Mailman 3.3.10 measured {MAILMAN[key]:.1f} s on this machine kind: wgbot is "
+              f"{MAILMAN[key] / w:.0f}x faster")
+
+
+def post_message(slug: str) -> bytes:
+    return (f"From: chair@example.org\r\nTo: {slug}@lists.example.org\r\nSubject: Bench\r\n"
+            f"Message-ID: <bench-{time.monotonic_ns()}@example.org>\r\n\r\n{BODY_4K}").encode()
+
+
+def bench_fanout(sink: Sink, sizes: list[int], runs: int) -> None:
+    for n in sizes:
+        for personalize in (True, False):
+            label = f"fanout-{'personalized' if personalize else 'batched'}-{n}"
+            times, rss, source, stdlib = [], [], [], []
+            for _ in range(runs):
+                site = Site(sink, personalize=personalize)
+                try:
+                    slug = site.group_with_members(n)
+                    site.start()
+                    expected = n + 1 if personalize else -(-(n + 1) // 100)
+                    before = sink.count()
+                    first = send(site.port, [("chair@example.org", f"{slug}@lists.example.org", post_message(slug))])
+                    times.append(sink.wait_for(before + expected) - first)
+                    rss.append(site.peak_rss_mb())
+                finally:
+                    site.stop()
+                source.append(baseline_smtp_source(sink, n + 1))
+                stdlib.append(baseline_smtplib(sink, min(n + 1, 20000)) * (n + 1) / min(n + 1, 20000))
+            target = ("< 5 s for 10,000" if personalize else "< 1 s for 10,000") if n == 10000 else ""
+            report(label, n + 1, times, source, stdlib, "recipients", rss, target)
+
+
+def bench_commands(sink: Sink, n: int, runs: int) -> None:
+    times, rss, source, stdlib = [], [], [], []
+    for _ in range(runs):
+        site = Site(sink)
+        try:
+            site.wgbot("group", "create", "Bench Group", "--contact", "chair@example.org")
+            site.start()
+            messages = [(f"u{i}@people.example", "wgbot@lists.example.org",
+                         (f"From: u{i}@people.example\r\nTo: wgbot@lists.example.org\r\nSubject: join bench-group\r\n"
+                          f"Message-ID: <j{i}.{time.monotonic_ns()}@people.example>\r\n\r\n").encode())
+                        for i in range(n)]
+            before = sink.count()
+            first = send(site.port, messages)
+            times.append(sink.wait_for(before + 2 * n) - first)   # a reply and a confirmation request each
+            rss.append(site.peak_rss_mb())
+        finally:
+            site.stop()
+        source.append(baseline_smtp_source(sink, n))
+        stdlib.append(baseline_smtplib(sink, n))
+    report(f"commands-{n}", n, times, source, stdlib, "commands", rss, "< 5 s for 1,000")
+
+
+def bench_import(sink: Sink, sizes: list[int], runs: int) -> None:
+    for n in sizes:
+        times, rss = [], []
+        for _ in range(runs):
+            site = Site(sink)
+            try:
+                site.wgbot("group", "create", "Bench Group", "--contact", "chair@example.org")
+                path = site.dir / "members.csv"
+                with open(path, "w", newline="") as fh:
+                    writer = csv.writer(fh)
+                    writer.writerow(["address", "name", "organisation", "country", "delivery"])
+                    for i in range(n):
+                        writer.writerow([f"m{i}@members.example", f"Member {i}", f"Org {i % 500}",
+                                         ("IT", "DE", "Austria", "Sverige")[i % 4], "regular"])
+                start = time.monotonic()
+                proc = subprocess.Popen([sys.executable, "-m", "wgbot", "--config", str(site.config), "import",
+                                         "bench-group", str(path)], stdout=subprocess.DEVNULL)
+                _, status, usage = os.wait4(proc.pid, 0)
+                times.append(time.monotonic() - start)
+                assert status == 0, "import failed"
+                rss.append(usage.ru_maxrss / 1024)
+            finally:
+                site.stop()
+        print(f"import-{n}: wgbot {median(times):.2f} s ({n / median(times):,.0f} rows/s, peak RSS "
+              f"{max(rss):.0f} MB) | target < 2 s for 10,000")
+        if f"import-{n}" in MAILMAN:
+            print(f"    Mailman 3.3.10 measured {MAILMAN[f'import-{n}']:.0f} s: wgbot is "
+                  f"{MAILMAN[f'import-{n}'] / median(times):.0f}x faster")
+
+
+def bench_digest(sink: Sink, members: int, posts: int, runs: int) -> None:
+    times, rss, source, stdlib = [], [], [], []
+    for _ in range(runs):
+        site = Site(sink)
+        try:
+            site.group_with_members(members, delivery="digest")
+            from sqlalchemy import insert, select
+
+            from wgbot.store import Group, Post
+
+            sessions = site.sessions()
+            now = dt.datetime.now(dt.UTC) - dt.timedelta(hours=1)
+            with sessions.begin() as session:
+                gid = session.scalar(select(Group.id))
+                session.execute(insert(Post), [{"group_id": gid, "message_id": f"<p{i}@example.org>",
+                                                "sender": "chair@example.org", "subject": f"Post {i}",
+                                                "raw": post_message("bench-group"), "posted_at": now}
+                                               for i in range(posts)])
+            before = sink.count()
+            start = time.monotonic()
+            proc = subprocess.Popen([sys.executable, "-m", "wgbot", "--config", str(site.config), "tick", "--now",
+                                     dt.datetime.now(dt.UTC).replace(hour=23, minute=0).isoformat()],
+                                    stdout=subprocess.DEVNULL)
+            _, status, usage = os.wait4(proc.pid, 0)
+            times.append(sink.wait_for(before + members) - start)
+            rss.append(usage.ru_maxrss / 1024)
+        finally:
+            site.stop()
+        size = len(post_message("x")) * posts
+        source.append(baseline_smtp_source(sink, members) * size / 4096)  # scaled to the digest's size
+        stdlib.append(baseline_smtplib(sink, members) * size / 4096)
+    report(f"digest-{members}x{posts}", members, times, source, stdlib, "digests", rss)
+
+
+def bench_startup(sink: Sink, runs: int) -> None:
+    site = Site(sink)
+    try:
+        site.wgbot("group", "create", "Bench Group", "--contact", "chair@example.org")
+        helps, processes = [], []
+        for i in range(max(runs, 5)):
+            start = time.monotonic()
+            subprocess.run([sys.executable, "-m", "wgbot", "--help"], check=True, stdout=subprocess.DEVNULL)
+            helps.append(time.monotonic() - start)
+            path = site.dir / f"m{i}.eml"
+            path.write_bytes((f"From: a{i}@example.com\r\nTo: wgbot@lists.example.org\r\nSubject: help\r\n"
+                              f"Message-ID: <s{i}.{time.monotonic_ns()}@example.com>\r\n\r\n").encode())
+            processes.append(site.wgbot("process", "--no-deliver", str(path)))
+    finally:
+        site.stop()
+    print(f"startup-help: wgbot --help {median(helps):.3f} s (Mailman's CLI: 0.7 s) | "
+          f"wgbot process (one message, whole process) {median(processes):.3f} s | target < 0.3 s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("which", choices=["all", "fanout", "commands", "import", "digest", "startup"])
+    parser.add_argument("--sizes", default="1000,10000", help="member counts for fan-out and import")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run")
+    parser.add_argument("--connections", type=int, default=8, help="[outbound] connections for the bot")
+    args = parser.parse_args()
+    sizes = [int(x) for x in args.sizes.split(",")]
+    runs = args.runs
+    commands, digest_members, digest_posts = 1000, 1000, 200
+    if args.smoke:
+        sizes, runs, commands, digest_members, digest_posts = [100], 1, 50, 20, 10
+    Site.connections = args.connections
+    sink = Sink()
+    jobs: dict[str, Callable[[], None]] = {
+        "fanout": lambda: bench_fanout(sink, sizes, runs),
+        "commands": lambda: bench_commands(sink, commands, runs),
+        "import": lambda: bench_import(sink, sizes, runs),
+        "digest": lambda: bench_digest(sink, digest_members, digest_posts, runs),
+        "startup": lambda: bench_startup(sink, runs),
+    }
+    try:
+        for name, job in jobs.items():
+            if args.which in (name, "all"):
+                job()
+    finally:
+        sink.close()
+
+
+if __name__ == "__main__":
+    main()
