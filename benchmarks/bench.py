@@ -102,18 +102,19 @@ class Sink:
         self.proc.wait(timeout=10)
 
 
-def baseline_smtp_source(sink: Sink, n: int) -> float:
+def baseline_smtp_source(sink: Sink, n: int, size: int = 4096) -> float:
     before = sink.count()
     start = time.monotonic()
-    subprocess.run(["smtp-source", "-s", "4", "-d", "-m", str(n), "-l", "4096", "-M", "bench.example",
+    subprocess.run(["smtp-source", "-s", "4", "-d", "-m", str(n), "-l", str(size), "-M", "bench.example",
                     "-f", "src@example.com", "-t", "rcpt@example.com", f"127.0.0.1:{sink.port}"],
                    check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return sink.wait_for(before + n) - start
 
 
-def baseline_smtplib(sink: Sink, n: int) -> float:
+def baseline_smtplib(sink: Sink, n: int, size: int = 4096) -> float:
     before = sink.count()
-    message = ("From: a@example.com\r\nTo: b@example.com\r\nSubject: x\r\n\r\n" + BODY_4K).encode()
+    body = BODY_4K * max(1, size // len(BODY_4K))
+    message = ("From: a@example.com\r\nTo: b@example.com\r\nSubject: x\r\n\r\n" + body).encode()
     start = time.monotonic()
     with smtplib.SMTP("127.0.0.1", sink.port) as client:
         for i in range(n):
@@ -346,9 +347,9 @@ def bench_digest(sink: Sink, members: int, posts: int, runs: int) -> None:
             rss.append(usage.ru_maxrss / 1024)
         finally:
             site.stop()
-        size = len(post_message("x")) * posts
-        source.append(baseline_smtp_source(sink, members) * size / 4096)  # scaled to the digest's size
-        stdlib.append(baseline_smtplib(sink, members) * size / 4096)
+        size = len(post_message("x")) * posts  # about the size of one digest
+        source.append(baseline_smtp_source(sink, members, size))
+        stdlib.append(baseline_smtplib(sink, members, size))
     report(f"digest-{members}x{posts}", members, times, source, stdlib, "digests", rss)
 
 

@@ -114,6 +114,7 @@ def import_rows(session: Session, group: Group, rows: list[Row], now: dt.datetim
         existing = dict(session.execute(select(Member.address_key, Member.id)
                                         .where(Member.address_key.in_(keys))).all())
         new = [r for r, k in zip(chunk, keys, strict=True) if k not in existing]
+        new_keys = {address_key(r.address) for r in new}
         if new:
             session.execute(insert(Member), [{"address": r.address, "address_key": address_key(r.address),
                                               "name": r.name, "organisation": r.organisation, "country": r.country,
@@ -123,7 +124,7 @@ def import_rows(session: Session, group: Group, rows: list[Row], now: dt.datetim
                             .all())
             result.new_members += len(new)
         for r in chunk:
-            if address_key(r.address) in existing and r not in new and (r.name or r.organisation or r.country):
+            if address_key(r.address) not in new_keys and (r.name or r.organisation or r.country):
                 values = {k: v for k, v in (("name", r.name), ("organisation", r.organisation),
                                             ("country", r.country)) if v}
                 session.execute(update(Member).where(Member.id == existing[address_key(r.address)]).values(**values))
