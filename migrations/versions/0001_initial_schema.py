@@ -246,17 +246,17 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_outbox'))
     )
     with op.batch_alter_table('outbox', schema=None) as batch_op:
-        batch_op.create_index('ix_outbox_due', ['status', 'next_attempt_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_lease_owner'), ['lease_owner'], unique=False)
         batch_op.create_index(batch_op.f('ix_outbox_message_fk'), ['message_fk'], unique=False)
+        batch_op.create_index('ix_outbox_status_id', ['status', 'id'], unique=False)
 
 
 
 def downgrade() -> None:
     with op.batch_alter_table('outbox', schema=None) as batch_op:
+        batch_op.drop_index('ix_outbox_status_id')
         batch_op.drop_index(batch_op.f('ix_outbox_message_fk'))
         batch_op.drop_index(batch_op.f('ix_outbox_lease_owner'))
-        batch_op.drop_index('ix_outbox_due')
 
     op.drop_table('outbox')
     with op.batch_alter_table('comments', schema=None) as batch_op:
