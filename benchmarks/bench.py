@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench all                  # everything at the default sizes
     python -m benchmarks.bench fanout --sizes 1000,10000,100000 --runs 3
-    python -m benchmarks.bench commands|import|digest|startup
+    python -m benchmarks.bench commands|import|digest|intake|startup
     python -m benchmarks.bench all --smoke          # tiny sizes, one run (what CI may run)
 
 Every figure is a median of --runs runs. Each benchmark prints two baselines measured in the same run on the
@@ -353,6 +353,38 @@ def bench_digest(sink: Sink, members: int, posts: int, runs: int) -> None:
     report(f"digest-{members}x{posts}", members, times, source, stdlib, "digests", rss)
 
 
+def bench_intake(sink: Sink, n: int, runs: int) -> None:
+    """LMTP intake: smtp-source speaking LMTP (as Postfix's lmtp client does) into `wgbot run`, 4 sessions;
+    the clock stops when smtp-source has every message answered 250, i.e. committed to the store. The senders
+    are MAILER-DAEMON, so processing them is cheap and the figure is the intake's."""
+    times, rss, source = [], [], []
+    for _ in range(runs):
+        site = Site(sink)
+        try:
+            text = site.config.read_text().replace('[inbound.smtp]\n', '[inbound.smtp]\nprotocol = "lmtp"\n')
+            site.config.write_text(text)
+            site.start()
+            start = time.monotonic()
+            subprocess.run(["smtp-source", "-L", "-s", "4", "-d", "-m", str(n), "-l", "4096", "-M", "mx.example",
+                            "-f", "MAILER-DAEMON@mx.example", "-t", "wgbot@lists.example.org",
+                            f"127.0.0.1:{site.port}"], check=True, stdout=subprocess.DEVNULL)
+            times.append(time.monotonic() - start)
+            rss.append(site.peak_rss_mb())
+            from sqlalchemy import func, select
+
+            from wgbot.store import InboundMessage
+
+            with site.sessions()() as session:
+                stored = session.scalar(select(func.count()).select_from(InboundMessage))
+            assert stored == n, f"{stored} of {n} messages stored"
+        finally:
+            site.stop()
+        source.append(baseline_smtp_source(sink, n))
+    w = median(times)
+    print(f"intake-lmtp-{n}: wgbot {w:.2f} s ({n / w:,.0f} messages/s persisted, peak RSS {max(rss):.0f} MB) | "
+          f"smtp-source→smtp-sink {median(source):.2f} s | target >= 500 messages/s")
+
+
 def bench_startup(sink: Sink, runs: int) -> None:
     site = Site(sink)
     try:
@@ -374,7 +406,7 @@ def bench_startup(sink: Sink, runs: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["all", "fanout", "commands", "import", "digest", "startup"])
+    parser.add_argument("which", choices=["all", "fanout", "commands", "import", "digest", "intake", "startup"])
     parser.add_argument("--sizes", default="1000,10000", help="member counts for fan-out and import")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run")
@@ -382,9 +414,9 @@ def main() -> None:
     args = parser.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     runs = args.runs
-    commands, digest_members, digest_posts = 1000, 1000, 200
+    commands, digest_members, digest_posts, intake = 1000, 1000, 200, 2000
     if args.smoke:
-        sizes, runs, commands, digest_members, digest_posts = [100], 1, 50, 20, 10
+        sizes, runs, commands, digest_members, digest_posts, intake = [100], 1, 50, 20, 10, 50
     Site.connections = args.connections
     sink = Sink()
     jobs: dict[str, Callable[[], None]] = {
@@ -392,6 +424,7 @@ def main() -> None:
         "commands": lambda: bench_commands(sink, commands, runs),
         "import": lambda: bench_import(sink, sizes, runs),
         "digest": lambda: bench_digest(sink, digest_members, digest_posts, runs),
+        "intake": lambda: bench_intake(sink, intake, runs),
         "startup": lambda: bench_startup(sink, runs),
     }
     try:

@@ -28,8 +28,9 @@ def database_url(cfg: Config) -> str:
 
 
 def delivery_sessions(cfg: Config) -> Any:
-    """Sessions for marking outbox rows sent: with SQLite, commits that survive a killed process without an
-    fsync each (see store._sqlite_pragmas); with PostgreSQL, the ordinary ones."""
+    """Sessions for processing stored mail and marking outbox rows sent: with SQLite, commits that survive a
+    killed process without an fsync each (see store._sqlite_pragmas); with PostgreSQL, the ordinary ones.
+    Only accepting mail (before the 250) needs the fsync."""
     from wgbot.store import make_engine, make_sessionmaker
 
     url = database_url(cfg)
