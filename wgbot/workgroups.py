@@ -396,6 +396,23 @@ def _apply_propose(ctx: Context, row: PendingAction, _: Group | None) -> Result:
                       domain=ctx.cfg.network.list_domain)
 
 
+def _newcomer_fields(ctx: Context, name: str, group: Group, line: Line,
+                     joining: bool) -> tuple[dict[str, str], Result | None]:
+    """The Organisation: and Country: of someone supporting or joining `group`, or the answer to give instead:
+    they belong already, a field is invalid, or the rules need fields they did not give."""
+    member = get_member(ctx.session, ctx.sender)
+    if member is not None and membership(ctx.session, group, member) is not None:
+        return {}, ctx.result(name, True, "already", group=group)
+    fields, error = _fields(ctx, name, line)
+    if error:
+        return {}, error
+    decision = R.supporter_fields(ctx.rules, fields.get("organisation") or (member.organisation if member else ""),
+                                  fields.get("country") or (member.country if member else ""), joining)
+    if not decision.ok:
+        return {}, ctx.result(name, False, "refused", decisions=[decision], group=group)
+    return fields, None
+
+
 @registry.command("support", order=80, aliases=("second",), usage="support GROUP", example="support migrant-inclusion",
                   summary="add your organisation to a proposal (fields Organisation: and Country: may follow)",
                   fields=("organisation", "organization", "country"), args=(1, 1))
@@ -405,16 +422,9 @@ def cmd_support(ctx: Context, line: Line) -> Result:
         return error or Result(False, "")
     if group.status != GroupStatus.FORMING.value:
         return ctx.result("support", False, "not_forming", group=group)
-    member = get_member(ctx.session, ctx.sender)
-    if member is not None and membership(ctx.session, group, member) is not None:
-        return ctx.result("support", True, "already", group=group)
-    fields, error = _fields(ctx, "support", line)
-    if error:
-        return error
-    decision = R.supporter_fields(ctx.rules, fields.get("organisation") or (member.organisation if member else ""),
-                                  fields.get("country") or (member.country if member else ""), False)
-    if not decision.ok:
-        return ctx.result("support", False, "refused", decisions=[decision], group=group)
+    fields, refusal = _newcomer_fields(ctx, "support", group, line, joining=False)
+    if refusal is not None:
+        return refusal
     return ctx.pending("support", "support", group, fields, f"support the proposed group {group.name}")
 
 
@@ -573,16 +583,9 @@ def cmd_join(ctx: Context, line: Line) -> Result:
         return ctx.result("join", False, "bad_delivery", group=group, value=shown(rest[0]))
     if group.status != GroupStatus.ACTIVE.value:
         return ctx.result("join", False, "not_active", group=group)
-    member = get_member(ctx.session, ctx.sender)
-    if member is not None and membership(ctx.session, group, member) is not None:
-        return ctx.result("join", True, "already", group=group)
-    fields, error = _fields(ctx, "join", line)
-    if error:
-        return error
-    decision = R.supporter_fields(ctx.rules, fields.get("organisation") or (member.organisation if member else ""),
-                                  fields.get("country") or (member.country if member else ""), True)
-    if not decision.ok:
-        return ctx.result("join", False, "refused", decisions=[decision], group=group)
+    fields, refusal = _newcomer_fields(ctx, "join", group, line, joining=True)
+    if refusal is not None:
+        return refusal
     return ctx.pending("join", "join", group, {"delivery": delivery, **fields},
                        f"join the group {group.name} ({delivery} delivery)", delivery=delivery)
 
