@@ -95,7 +95,7 @@ service anvil {{
 
 
 @contextmanager
-def dovecot() -> Iterator[Dovecot]:
+def dovecot(extra: str = "") -> Iterator[Dovecot]:
     root = Path(tempfile.mkdtemp(prefix="wgbot-dovecot-", dir="/tmp"))
     root.chmod(0o755)
     for sub in ("run", "state", "log", "mail"):
@@ -107,7 +107,7 @@ def dovecot() -> Iterator[Dovecot]:
         for _ in range(3):
             port = free_port()
             conf = root / "dovecot.conf"
-            conf.write_text(DOVECOT_CONF.format(root=root, imap=port))
+            conf.write_text(DOVECOT_CONF.format(root=root, imap=port) + extra)
             proc = subprocess.Popen(["dovecot", "-c", str(conf), "-F"], stdout=subprocess.DEVNULL,
                                     stderr=subprocess.PIPE, start_new_session=True)
             if _banner(port, b"* OK"):

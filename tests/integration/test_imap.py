@@ -103,3 +103,26 @@ def test_reconnects_after_a_lost_connection(tmp_path: Path, relay: Relay, doveco
         c.append("INBOX", mail("help"))
         wait_for(lambda: len(relay.messages) == 1, timeout=15)
     c.logout()
+
+
+def test_polling_and_seen_flags_without_idle_or_move(tmp_path: Path, relay: Relay) -> None:
+    """A server without IDLE is polled every poll_seconds; without MOVE, processed mail is flagged \\Seen and
+    only unseen mail is fetched, so nothing is answered twice."""
+    from tests.helpers import need
+    from tests.servers import dovecot, have
+
+    need(have("dovecot"), "Dovecot (apt-get install dovecot-imapd) run as root")
+    with dovecot("imap_capability = IMAP4rev1 LITERAL+ UIDPLUS\n") as server:
+        user = server.take_user()
+        c = client(server, user)
+        assert not c.has_capability("IDLE") and not c.has_capability("MOVE")
+        c.append("INBOX", mail("help"))
+        with imap_bot(tmp_path, relay, server, user):
+            wait_for(lambda: len(relay.messages) == 1, timeout=15)
+            c.append("INBOX", mail("groups", msgid="<second@example.com>"))
+            wait_for(lambda: len(relay.messages) == 2, timeout=15)
+            time.sleep(2.5)  # two more polls: nothing is fetched again
+        c.select_folder("INBOX")
+        assert len(c.search(["SEEN"])) == 2 and c.search(["UNSEEN"]) == []
+        assert len(relay.messages) == 2
+        c.logout()
