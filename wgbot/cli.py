@@ -81,6 +81,7 @@ def setup_logging(level: str) -> None:
         root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # our tick logs what it did
     # aiosmtpd logs every SMTP command at INFO; our own one line per message is what an operator reads.
     if level.upper() != "DEBUG":
         logging.getLogger("mail.log").setLevel(logging.WARNING)
