@@ -14,10 +14,9 @@ from pathlib import Path
 
 from tests.conftest import make_config
 from tests.helpers import Relay
+from tests.integration.test_delivery import queue
 from tests.integration.test_listener import wait_for
-from wgbot import outbox
 from wgbot.db import migrate
-from wgbot.render import compose
 from wgbot.store import make_engine, make_sessionmaker
 
 N = 300
@@ -53,12 +52,7 @@ rollup_on = ""
     engine = make_engine(pg_url)
     migrate(engine)
     sessions = make_sessionmaker(engine)
-    now = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
-    with sessions.begin() as session:
-        for i in range(N):
-            msg = compose(cfg, "replies/refused.txt", {"reason": f"n{i}", "address": "x@example.org"},
-                          to=[f"m{i}@example.org"], now=now)
-            outbox.enqueue(session, msg, [f"m{i}@example.org"], cfg.network.bot_address, now)
+    queue(sessions, cfg, N, now=dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5))
     relay.on_data = lambda count: time.sleep(0.01)   # a relay that takes 10 ms a message
     logs = [tmp_path / "a.log", tmp_path / "b.log"]
     first = start(config, logs[0])
