@@ -59,13 +59,12 @@ class Runner:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
         wake_processing = asyncio.Event()
-        wake_delivery = asyncio.Event()
+        deliverer = outbox.Deliverer(self.delivery_sessions, self.cfg, _now, interval=DELIVERY_INTERVAL)
 
         def accepted() -> None:
             loop.call_soon_threadsafe(wake_processing.set)
 
-        def processed() -> None:
-            loop.call_soon_threadsafe(wake_delivery.set)
+        processed = deliverer.wake
 
         listen = self.role == "all" and self.cfg.inbound.smtp.enabled
         server = await self._start_listener(accepted) if listen else None
@@ -75,8 +74,8 @@ class Runner:
 
             web = await web_module.start(self.sessions, self.cfg)
         leader_task = asyncio.create_task(self._lead(processed), name="leadership")
-        tasks = [asyncio.create_task(self._processing(wake_processing, wake_delivery), name="processing"),
-                 asyncio.create_task(self._delivery(wake_delivery), name="delivery")]
+        await asyncio.to_thread(deliverer.start)
+        tasks = [asyncio.create_task(self._processing(wake_processing, deliverer), name="processing")]
         log.info("wgbot running (outbound: %s); SIGTERM or Ctrl-C stops it", self._outbound())
         self.ready.set()
         await stop.wait()
@@ -87,8 +86,8 @@ class Runner:
             web.close()
         self.stopping.set()
         wake_processing.set()
-        wake_delivery.set()
-        await asyncio.wait([*tasks, leader_task], timeout=GRACE_SECONDS)
+        await asyncio.wait([*tasks, leader_task, asyncio.create_task(asyncio.to_thread(deliverer.stop, GRACE_SECONDS))],
+                           timeout=GRACE_SECONDS)
         for proto in list(self.protocols):
             transport = getattr(proto, "transport", None)
             if transport is not None:
@@ -163,7 +162,7 @@ class Runner:
                 await asyncio.to_thread(poller.join, GRACE_SECONDS)
             await asyncio.to_thread(leadership.release)
 
-    async def _processing(self, wake: asyncio.Event, wake_delivery: asyncio.Event) -> None:
+    async def _processing(self, wake: asyncio.Event, deliverer: outbox.Deliverer) -> None:
         while not self.stopping.is_set():
             try:
                 await asyncio.wait_for(wake.wait(), timeout=PROCESS_INTERVAL)
@@ -175,28 +174,10 @@ class Runner:
             try:
                 # The raw message is already durable (fsync'd before the 250); a processing commit lost to a power
                 # cut only means the row is processed again, so it needs no fsync of its own.
-                done = await asyncio.to_thread(inbox.process_pending, self.delivery_sessions, self.cfg, _now, None,
-                                               self.stopping.is_set)
+                await asyncio.to_thread(inbox.process_pending, self.delivery_sessions, self.cfg, _now, None,
+                                        self.stopping.is_set, lambda _outcome: deliverer.wake())
             except Exception:
                 log.exception("processing round failed; retrying in %.0f s", PROCESS_INTERVAL)
-                continue
-            if done:
-                wake_delivery.set()
-
-    async def _delivery(self, wake: asyncio.Event) -> None:
-        while not self.stopping.is_set():
-            try:
-                report = await asyncio.to_thread(outbox.deliver_due, self.delivery_sessions, self.cfg, _now,
-                                                 outbox.make_transport, None, self.stopping.is_set)
-                if report.sent or report.deferred or report.failed:
-                    log.info("delivery: %s", report)
-            except Exception:
-                log.exception("delivery round failed; retrying in %.0f s", DELIVERY_INTERVAL)
-            try:
-                await asyncio.wait_for(wake.wait(), timeout=DELIVERY_INTERVAL)
-            except TimeoutError:
-                pass
-            wake.clear()
 
 
 def run(cfg: Config, sessions: sessionmaker[Session], role: str = "all") -> int:

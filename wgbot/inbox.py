@@ -310,8 +310,10 @@ def pending_ids(sessions: sessionmaker[Session], limit: int = 1000) -> list[int]
 
 def process_pending(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], dt.datetime],
                     ids: Iterable[int] | None = None,
-                    should_stop: Callable[[], bool] = lambda: False) -> dict[int, Outcome]:
-    """Process every pending row (or just `ids`), oldest first; `should_stop` is asked between messages."""
+                    should_stop: Callable[[], bool] = lambda: False,
+                    after: Callable[[Outcome], None] | None = None) -> dict[int, Outcome]:
+    """Process every pending row (or just `ids`), oldest first; `should_stop` is asked between messages and
+    `after` is called with each outcome (`wgbot run` wakes its deliverers there)."""
     done: dict[int, Outcome] = {}
     todo = list(ids) if ids is not None else pending_ids(sessions)
     while todo:
@@ -321,6 +323,8 @@ def process_pending(sessions: sessionmaker[Session], cfg: Config, now: Callable[
             outcome = process_one(sessions, cfg, row_id, now())
             if outcome is not None:
                 done[row_id] = outcome
+                if after is not None:
+                    after(outcome)
         if ids is not None:
             break
         todo = [i for i in pending_ids(sessions) if i not in done]

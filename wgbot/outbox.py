@@ -15,6 +15,7 @@ import smtplib
 import socket
 import ssl
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -26,14 +27,14 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from wgbot.config import Config, secret
-from wgbot.render import POLICY
+from wgbot.render import POLICY, Composed
 from wgbot.store import OutboxEntry, OutboxStatus, OutgoingMessage, ReplyCount, address_key
 
 log = logging.getLogger("wgbot.outbox")
 
 
-def enqueue(session: Session, msg: EmailMessage, recipients: Iterable[str], envelope_from: str, now: dt.datetime,
-            kind: str = "reply", inbound_id: int | None = None) -> OutgoingMessage:
+def enqueue(session: Session, msg: EmailMessage | Composed, recipients: Iterable[str], envelope_from: str,
+            now: dt.datetime, kind: str = "reply", inbound_id: int | None = None) -> OutgoingMessage:
     """Queue `msg` for each recipient, in the caller's transaction."""
     out = OutgoingMessage(message_id=str(msg["Message-ID"]), kind=kind, raw=msg.as_bytes(policy=POLICY),
                           created_at=now, inbound_id=inbound_id)
@@ -210,7 +211,6 @@ def _classify(exc: Exception) -> tuple[bool, str]:
 
 
 LEASE = dt.timedelta(minutes=10)
-_MARK_LOCK = threading.Lock()
 _HOST = socket.gethostname()[:60]
 
 
@@ -371,60 +371,191 @@ class _Marker:
 def _deliver_loop(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], dt.datetime],
                   transport_factory: Callable[[Config], Transport], only: list[int] | None,
                   should_stop: Callable[[], bool], report: DeliveryReport, marker: _Marker) -> DeliveryReport:
-    while not should_stop():
-        batch = _claim(sessions, cfg, now(), only)
-        if not batch:
-            return report
-        try:
-            transport = transport_factory(cfg)
-        except (OSError, smtplib.SMTPException) as exc:
-            _, text = _classify(exc)
-            log.warning("relay %s:%s unavailable: %s; %d messages deferred", cfg.outbound.host, cfg.outbound.port,
-                        text, len(batch))
-            for row in batch:
-                _record_failure(sessions, cfg, row.id, row.attempts, row.created_at, text, False, now(), report)
-            continue
-        raws = _raw_messages(sessions, {row.message_fk for row in batch})
-        units = _units(batch)
-        try:
-            for index, unit in enumerate(units):
-                if should_stop():
-                    _release(sessions, [r.id for u in units[index:] for r in u])
-                    return report
-                raw = raws[unit[0].message_fk]
-                if unit[0].headers:
-                    raw = unit[0].headers.encode("utf-8") + raw
-                try:
-                    refused = transport.send(unit[0].envelope_from, [r.recipient for r in unit], raw)
-                except (smtplib.SMTPServerDisconnected, TimeoutError, ConnectionError) as exc:
-                    # The connection is gone: this unit and the rest of the batch wait for the next attempt.
-                    for rest in (r for u in units[index:] for r in u):
-                        _record_failure(sessions, cfg, rest.id, rest.attempts, rest.created_at,
-                                        f"{type(exc).__name__}: {exc}", False, now(), report)
-                    break
-                except smtplib.SMTPRecipientsRefused as exc:
-                    refused = exc.recipients
-                except (smtplib.SMTPException, OSError) as exc:
-                    permanent, text = _classify(exc)
-                    for row in unit:
-                        _record_failure(sessions, cfg, row.id, row.attempts, row.created_at, text, permanent, now(),
-                                        report)
-                    continue
-                sent = [r for r in unit if r.recipient not in refused]
-                for row in unit:
-                    if row.recipient in refused:
-                        code, text_b = refused[row.recipient]
-                        text = f"{code} {text_b.decode('utf-8', 'replace') if isinstance(text_b, bytes) else text_b}"
-                        _record_failure(sessions, cfg, row.id, row.attempts, row.created_at, text, code >= 500,
-                                        now(), report)
-                if sent:
-                    # SQLite has one writer: serialising our own threads here avoids its busy-wait sleeps.
-                    with _MARK_LOCK:
-                        marker.mark([r.id for r in sent], now())
-                    report.sent += len(sent)
-        finally:
-            transport.close()
+    link = _Link(cfg, transport_factory)
+    try:
+        while not should_stop():
+            batch = _claim(sessions, cfg, now(), only)
+            if not batch:
+                return report
+            _send_batch(sessions, cfg, now, link, batch, should_stop, report, marker)
+    finally:
+        link.close()
     return report
+
+
+class _Link:
+    """A relay connection kept across batches, opened when first needed. A connection that was already used
+    and is found closed by the relay (an idle timeout, a per-connection message limit) is reopened once."""
+
+    def __init__(self, cfg: Config, factory: Callable[[Config], Transport]) -> None:
+        self.cfg = cfg
+        self.factory = factory
+        self.transport: Transport | None = None
+        self.used = False
+        self.last_used = 0.0
+
+    def get(self) -> Transport:
+        if self.transport is None:
+            self.transport = self.factory(self.cfg)
+            self.used = False
+        return self.transport
+
+    def send(self, envelope_from: str, recipients: list[str], raw: bytes) -> dict[str, tuple[int, bytes]]:
+        transport = self.get()
+        try:
+            refused = transport.send(envelope_from, recipients, raw)
+        except (smtplib.SMTPServerDisconnected, ConnectionError) as exc:
+            self.close()
+            if not self.used:
+                raise
+            log.info("relay closed a kept connection (%s); reconnecting", exc)
+            refused = self.get().send(envelope_from, recipients, raw)
+        self.used = True
+        self.last_used = time.monotonic()
+        return refused
+
+    def close(self) -> None:
+        if self.transport is not None:
+            transport, self.transport = self.transport, None
+            transport.close()
+
+
+def _send_batch(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], dt.datetime], link: _Link,
+                batch: list[Any], should_stop: Callable[[], bool], report: DeliveryReport, marker: _Marker) -> None:
+    """Send claimed rows over `link`, marking each SMTP transaction's rows as it is accepted."""
+    try:
+        link.get()
+    except (OSError, smtplib.SMTPException) as exc:
+        _, text = _classify(exc)
+        log.warning("relay %s:%s unavailable: %s; %d messages deferred", cfg.outbound.host, cfg.outbound.port,
+                    text, len(batch))
+        for row in batch:
+            _record_failure(sessions, cfg, row.id, row.attempts, row.created_at, text, False, now(), report)
+        return
+    raws = _raw_messages(sessions, {row.message_fk for row in batch})
+    units = _units(batch)
+    for index, unit in enumerate(units):
+        if should_stop():
+            _release(sessions, [r.id for u in units[index:] for r in u])
+            return
+        raw = raws[unit[0].message_fk]
+        if unit[0].headers:
+            raw = unit[0].headers.encode("utf-8") + raw
+        try:
+            refused = link.send(unit[0].envelope_from, [r.recipient for r in unit], raw)
+        except (smtplib.SMTPServerDisconnected, TimeoutError, ConnectionError) as exc:
+            # The connection is gone: this unit and the rest of the batch wait for the next attempt.
+            link.close()
+            for rest in (r for u in units[index:] for r in u):
+                _record_failure(sessions, cfg, rest.id, rest.attempts, rest.created_at,
+                                f"{type(exc).__name__}: {exc}", False, now(), report)
+            return
+        except smtplib.SMTPRecipientsRefused as exc:
+            refused = exc.recipients
+        except (smtplib.SMTPException, OSError) as exc:
+            permanent, text = _classify(exc)
+            for row in unit:
+                _record_failure(sessions, cfg, row.id, row.attempts, row.created_at, text, permanent, now(),
+                                report)
+            continue
+        sent = [r for r in unit if r.recipient not in refused]
+        for row in unit:
+            if row.recipient in refused:
+                code, text_b = refused[row.recipient]
+                text = f"{code} {text_b.decode('utf-8', 'replace') if isinstance(text_b, bytes) else text_b}"
+                _record_failure(sessions, cfg, row.id, row.attempts, row.created_at, text, code >= 500,
+                                now(), report)
+        if sent:
+            marker.mark([r.id for r in sent], now())
+            report.sent += len(sent)
+
+
+class Deliverer:
+    """The delivery side of `wgbot run`: `connections` long-lived workers, each keeping its relay connection
+    and its database connection while there is work, sleeping until woken (something was queued) or until
+    `interval` passes (retries that came due). A relay connection idle for `KEEP_SECONDS` is closed."""
+
+    KEEP_SECONDS = 2.0
+
+    def __init__(self, sessions: sessionmaker[Session], cfg: Config, now: Callable[[], dt.datetime],
+                 transport_factory: Callable[[Config], Transport] = make_transport, interval: float = 5.0) -> None:
+        self.sessions = sessions
+        self.cfg = cfg
+        self.now = now
+        self.factory = transport_factory
+        self.interval = interval
+        self.stopping = threading.Event()
+        self.changed = threading.Condition()
+        self.generation = 0
+        count = cfg.outbound.connections if cfg.outbound.transport == "smtp" else 1
+        self.threads = [threading.Thread(target=self._worker, name=f"deliver-{i}", daemon=True) for i in range(count)]
+        self.last_sweep = 0.0
+
+    def start(self) -> None:
+        release_dead_leases(self.sessions, self.now())
+        self.last_sweep = time.monotonic()
+        for thread in self.threads:
+            thread.start()
+
+    def wake(self, workers: int = 1) -> None:
+        """Something was queued: one idle worker looks for it now. Waking all of them for every reply would have
+        them all race for the same few rows; a worker that claims a full batch wakes the next one instead."""
+        with self.changed:
+            self.generation += 1
+            self.changed.notify(workers)
+
+    def stop(self, timeout: float) -> None:
+        self.stopping.set()
+        self.wake(len(self.threads))
+        deadline = time.monotonic() + timeout
+        for thread in self.threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _worker(self) -> None:
+        marker: _Marker | None = None
+        link = _Link(self.cfg, self.factory)
+        try:
+            while not self.stopping.is_set():
+                with self.changed:
+                    seen = self.generation
+                try:
+                    if marker is None:
+                        marker = _Marker(self.sessions.kw["bind"])
+                    if time.monotonic() - self.last_sweep > 60:
+                        self.last_sweep = time.monotonic()
+                        release_dead_leases(self.sessions, self.now())
+                    batch = _claim(self.sessions, self.cfg, self.now(), None)
+                    if len(batch) == self.cfg.outbound.batch_size:
+                        self.wake()   # there may be more: another worker takes the next batch in parallel
+                    if batch:
+                        report = DeliveryReport()
+                        _send_batch(self.sessions, self.cfg, self.now, link, batch, self.stopping.is_set, report,
+                                    marker)
+                        log.info("delivery: %s", report)
+                        continue
+                except Exception:
+                    log.exception("delivery failed; retrying in %.0f s", self.interval)
+                    link.close()
+                    if marker is not None:
+                        marker.close()
+                        marker = None
+                    self.stopping.wait(self.interval)
+                    continue
+                # Nothing due: close an idle relay connection, then sleep until woken or the interval passes.
+                wait = self.interval
+                if link.transport is not None:
+                    idle = time.monotonic() - link.last_used
+                    if idle >= self.KEEP_SECONDS:
+                        link.close()
+                    else:
+                        wait = min(wait, self.KEEP_SECONDS - idle)
+                with self.changed:
+                    if self.generation == seen and not self.stopping.is_set():
+                        self.changed.wait(wait)
+        finally:
+            link.close()
+            if marker is not None:
+                marker.close()
 
 
 def _release(sessions: sessionmaker[Session], ids: list[int]) -> None:

@@ -396,9 +396,16 @@ def _sqlite_pragmas(durable: bool) -> Any:
 def make_engine(url: str, durable: bool = True, **kwargs: Any) -> Engine:
     """An engine for `url`; SQLite gets WAL mode and foreign keys, in-memory SQLite one shared connection."""
     if url.startswith("sqlite"):
+        connect_args: dict[str, Any] = {"check_same_thread": False, "timeout": 30}
         if url in ("sqlite://", "sqlite:///:memory:"):
             kwargs.setdefault("poolclass", StaticPool)
-        kwargs.setdefault("connect_args", {"check_same_thread": False, "timeout": 30})
+        else:
+            from sqlalchemy.engine import make_url
+
+            from wgbot.writegate import gated_factory
+
+            connect_args["factory"] = gated_factory(str(make_url(url).database))
+        kwargs.setdefault("connect_args", connect_args)
         engine = create_engine(url, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas(durable))
         return engine

@@ -8,7 +8,9 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -52,6 +54,69 @@ def test_delivers_over_one_connection(sqlite_sessions: sessionmaker[Session], tm
     assert all(r.status == "sent" and r.sent_at == NOW and r.attempts == 1 for r in rows(sqlite_sessions))
     # Nothing is sent twice: a second run finds nothing due.
     assert outbox.deliver_due(sqlite_sessions, cfg, lambda: NOW).sent == 0 and len(relay.messages) == 10
+
+
+def wait_until(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_deliverer_keeps_its_connection_while_busy_and_closes_it_when_idle(
+        sqlite_sessions: sessionmaker[Session], tmp_path: Path, relay: Relay,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`wgbot run`'s deliverer sends what each wake finds over the connection it kept from the last one, and
+    closes a connection idle for KEEP_SECONDS (the next mail opens a new one)."""
+    monkeypatch.setattr(outbox.Deliverer, "KEEP_SECONDS", 0.5)
+    cfg = smtp_config(tmp_path, relay)
+    deliverer = outbox.Deliverer(sqlite_sessions, cfg, lambda: NOW, interval=30)
+    deliverer.start()
+    try:
+        queue(sqlite_sessions, cfg, 3)
+        deliverer.wake()
+        wait_until(lambda: len(relay.messages) == 3)
+        queue(sqlite_sessions, cfg, 2)
+        deliverer.wake()
+        wait_until(lambda: len(relay.messages) == 5)
+        assert len({m.peer for m in relay.messages}) == 1
+        time.sleep(1.0)
+        queue(sqlite_sessions, cfg, 1)
+        deliverer.wake()
+        wait_until(lambda: len(relay.messages) == 6)
+        assert len({m.peer for m in relay.messages}) == 2
+    finally:
+        deliverer.stop(5)
+    assert all(r.status == "sent" and r.attempts == 1 for r in rows(sqlite_sessions))
+
+
+def test_deliverer_reconnects_when_the_relay_drops_a_kept_connection(
+        sqlite_sessions: sessionmaker[Session], tmp_path: Path, relay: Relay) -> None:
+    """A relay that closes the connection after each message (a per-connection limit, an idle timeout): the
+    next message goes over a new connection at once instead of waiting for a retry."""
+    import asyncio
+
+    original = relay.handle_DATA
+
+    async def data_then_hang_up(server: Any, session: Any, envelope: Any) -> str:
+        reply = await original(server, session, envelope)
+        asyncio.get_running_loop().call_later(0.05, server.transport.close)
+        return reply
+
+    relay.handle_DATA = data_then_hang_up  # type: ignore[method-assign]
+    cfg = smtp_config(tmp_path, relay)
+    deliverer = outbox.Deliverer(sqlite_sessions, cfg, lambda: NOW, interval=30)
+    deliverer.start()
+    try:
+        for expected in (1, 2, 3):
+            queue(sqlite_sessions, cfg, 1)
+            time.sleep(0.2)            # the relay has hung up by now
+            deliverer.wake()
+            wait_until(lambda n=expected: len(relay.messages) == n)
+    finally:
+        deliverer.stop(5)
+    assert len({m.peer for m in relay.messages}) == 3
+    assert all(r.status == "sent" and r.attempts == 1 and r.last_error == "" for r in rows(sqlite_sessions))
 
 
 def test_4xx_is_retried_with_backoff(sqlite_sessions: sessionmaker[Session], tmp_path: Path, relay: Relay) -> None:
