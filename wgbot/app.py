@@ -7,10 +7,12 @@ it cleanly: the listener stops accepting, the message in hand is finished, conne
 from __future__ import annotations
 
 import asyncio
+import collections
 import datetime as dt
 import logging
 import signal
 import threading
+import time
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -41,6 +43,7 @@ class Runner:
 
         self.delivery_sessions = delivery_sessions(cfg)
         self.stopping = threading.Event()
+        self.fresh: collections.deque[int] = collections.deque()   # ids the listener just stored
         self.protocols: set[Any] = set()
         self.ready = threading.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -61,7 +64,8 @@ class Runner:
         wake_processing = asyncio.Event()
         deliverer = outbox.Deliverer(self.delivery_sessions, self.cfg, _now, interval=DELIVERY_INTERVAL)
 
-        def accepted() -> None:
+        def accepted(ids: list[int]) -> None:
+            self.fresh.extend(ids)   # processed next, without a query for pending rows
             loop.call_soon_threadsafe(wake_processing.set)
 
         processed = deliverer.wake
@@ -163,6 +167,9 @@ class Runner:
             await asyncio.to_thread(leadership.release)
 
     async def _processing(self, wake: asyncio.Event, deliverer: outbox.Deliverer) -> None:
+        """Process what the listener just stored as soon as it says so; every PROCESS_INTERVAL, and when woken
+        without ids, look for any pending row (IMAP, a restart after a crash, a retried quarantine)."""
+        last_scan = 0.0
         while not self.stopping.is_set():
             try:
                 await asyncio.wait_for(wake.wait(), timeout=PROCESS_INTERVAL)
@@ -171,11 +178,18 @@ class Runner:
             wake.clear()
             if self.stopping.is_set():
                 break
+            ids = [self.fresh.popleft() for _ in range(len(self.fresh))]
+            scan = not ids or time.monotonic() - last_scan >= PROCESS_INTERVAL
             try:
                 # The raw message is already durable (fsync'd before the 250); a processing commit lost to a power
                 # cut only means the row is processed again, so it needs no fsync of its own.
-                await asyncio.to_thread(inbox.process_pending, self.delivery_sessions, self.cfg, _now, None,
-                                        self.stopping.is_set, lambda _outcome: deliverer.wake())
+                if ids:
+                    await asyncio.to_thread(inbox.process_pending, self.delivery_sessions, self.cfg, _now, ids,
+                                            self.stopping.is_set, lambda _outcome: deliverer.wake())
+                if scan:
+                    last_scan = time.monotonic()
+                    await asyncio.to_thread(inbox.process_pending, self.delivery_sessions, self.cfg, _now, None,
+                                            self.stopping.is_set, lambda _outcome: deliverer.wake())
             except Exception:
                 log.exception("processing round failed; retrying in %.0f s", PROCESS_INTERVAL)
 

@@ -16,9 +16,9 @@ import time
 import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from wgbot import commands, gate
@@ -28,7 +28,7 @@ from wgbot.outbox import allow_reply, enqueue
 from wgbot.parse import Caps, Message, clean_header_text, parse, parse_headers, split_head
 from wgbot.render import compose
 from wgbot.route import Destination, Kind, route
-from wgbot.store import Group, InboundMessage, InboundStatus, audit
+from wgbot.store import Group, InboundMessage, InboundStatus, audit, upsert_insert
 
 log = logging.getLogger("wgbot.inbox")
 
@@ -92,26 +92,23 @@ def accept(session: Session, raw: bytes, recipients: Iterable[str], envelope_fro
     m = re.search(rb"(?im)^message-id:[ \t]*(<[^>\r\n]{1,900}>)", head)
     msgid = m.group(1).decode("ascii", "replace") if m else ""
     ids: list[int] = []
+    table: Any = InboundMessage.__table__
+    insert = upsert_insert(session)
     for rcpt in dict.fromkeys(r.strip() for r in recipients):
-        existing = session.scalar(select(InboundMessage.id).where(InboundMessage.dedupe_hash == digest,
-                                                                  InboundMessage.recipient == rcpt))
-        if existing is not None:
-            log.info("duplicate of inbound %d (%s to %s) ignored", existing, msgid or "no Message-ID", rcpt)
-            ids.append(existing)
+        # One statement: a retry of a message already stored (or a concurrent accept of it) inserts nothing.
+        new_id = session.execute(insert(table).values(
+            dedupe_hash=digest, recipient=rcpt, envelope_from=stored_from, source=source, message_id=msgid[:998],
+            raw=raw, received_at=now, status=InboundStatus.PENDING.value, attempts=0, outcome="", error="",
+        ).on_conflict_do_nothing(index_elements=[table.c.dedupe_hash, table.c.recipient])
+            .returning(table.c.id)).scalar()
+        if new_id is None:
+            existing = session.scalar(select(InboundMessage.id).where(InboundMessage.dedupe_hash == digest,
+                                                                      InboundMessage.recipient == rcpt))
+            log.info("duplicate of inbound %s (%s to %s) ignored", existing, msgid or "no Message-ID", rcpt)
+            if existing is not None:
+                ids.append(existing)
             continue
-        row = InboundMessage(dedupe_hash=digest, recipient=rcpt, envelope_from=stored_from,
-                             source=source, message_id=msgid[:998], raw=raw, received_at=now,
-                             status=InboundStatus.PENDING.value, attempts=0, outcome="", error="")
-        try:
-            with session.begin_nested():
-                session.add(row)
-        except IntegrityError:  # a concurrent accept of the same message won the race
-            again = session.scalar(select(InboundMessage.id).where(InboundMessage.dedupe_hash == digest,
-                                                                   InboundMessage.recipient == rcpt))
-            if again is not None:
-                ids.append(again)
-            continue
-        ids.append(row.id)
+        ids.append(int(new_id))
     return ids
 
 
@@ -216,7 +213,7 @@ def _run_commands(session: Session, cfg: Config, row: InboundMessage, msg: Messa
                         {"results": results, "unknown": unknown, "stopped": stopped},
                         to=[to], parent=msg, auto_submitted="auto-replied", now=now)
         queued.append(enqueue(session, reply, [to], cfg.network.bot_address, now, kind="reply",
-                              inbound_id=row.id).id)
+                              inbound_id=row.id))
     ok = sum(1 for _, r in results if r.ok)
     summary = f"{len(results)} command(s), {ok} ok, {len(results) - ok} refused"
     if unknown:

@@ -74,7 +74,7 @@ class Handler:
     """aiosmtpd handler: RCPT → route; DATA → accept and commit, then 250 (one line per LMTP recipient)."""
 
     def __init__(self, cfg: Config, sessions: sessionmaker[Session], lmtp: bool,
-                 on_accepted: Callable[[], None] = lambda: None) -> None:
+                 on_accepted: Callable[[list[int]], None] = lambda ids: None) -> None:
         self.cfg = cfg
         self.sessions = sessions
         self.lmtp = lmtp
@@ -103,11 +103,11 @@ class Handler:
         rcpts = list(envelope.rcpt_tos)
         try:
             # The commit (fsync) happens before we answer: RFC 5321 §6.1.
-            await asyncio.wrap_future(self.writer.submit(raw, rcpts, envelope.mail_from or ""))
+            ids = await asyncio.wrap_future(self.writer.submit(raw, rcpts, envelope.mail_from or ""))
         except Exception:
             log.exception("DATA from %s: could not store the message; answering 451", envelope.mail_from)
             return self._per_recipient(rcpts, SMTP_OUR_FAULT)
-        self.on_accepted()
+        self.on_accepted(ids)
         return self._per_recipient(rcpts, SMTP_OK)
 
     def _per_recipient(self, rcpts: list[str], reply: str) -> str:
