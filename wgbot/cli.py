@@ -179,19 +179,34 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_process(args: argparse.Namespace) -> int:
+    inputs = _read_inputs(args.files)
+    if not args.local:
+        from wgbot.handoff import find_listener, process_via
+
+        cfg = load(args, rules=False)   # the running bot checked its rules when it started
+        listener = find_listener(cfg)
+        if listener is not None:
+            return process_via(listener, cfg, inputs, args.sender, args.to, not args.no_deliver, sys.stderr,
+                               sys.stdout)
+    return _process_here(args, inputs)
+
+
+def _process_here(args: argparse.Namespace, inputs: list[tuple[str, bytes]]) -> int:
+    """`wgbot process` without a running bot: accept, process and deliver in this process."""
     from wgbot import inbox, outbox
+    from wgbot.handoff import envelope_sender, header_recipients
     from wgbot.route import route
 
     cfg = load(args)
     sessions = open_store(cfg)
     failures = 0
-    for name, raw in _read_inputs(args.files):
+    for name, raw in inputs:
         if not raw.strip():
             print(f"{name}: empty message, nothing to do", file=sys.stderr)
             failures += 1
             continue
-        recipients = args.to or inbox.header_recipients(raw)
-        envelope = args.sender if args.sender is not None else inbox.envelope_sender(raw)
+        recipients = args.to or header_recipients(raw)
+        envelope = args.sender if args.sender is not None else envelope_sender(raw)
         with sessions.begin() as session:
             exists = inbox.group_exists(session)
             ours = [r for r in recipients if route(r, cfg, exists) is not None]
@@ -549,10 +564,15 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Process raw RFC 5322 messages from files (or stdin) as if received, then "
                                    "deliver the replies. Without --to the recipients come from Delivered-To / "
                                    "X-Original-To, then To and Cc; without --from the sender from Return-Path, "
-                                   "then From. Exit 0 once the message is accepted.")
+                                   "then From. Exit 0 once the message is accepted. When `wgbot run` is "
+                                   "listening ([inbound.smtp]), the message is handed to it (much faster than "
+                                   "starting the bot here) and the command waits for its outcome; --local "
+                                   "processes it in this process all the same.")
     p.add_argument("--from", dest="sender", metavar="ADDR", help="the envelope sender ('' for the null sender)")
     p.add_argument("--to", action="append", metavar="ADDR", help="an envelope recipient (repeatable)")
-    p.add_argument("--no-deliver", action="store_true", help="only queue the replies; `wgbot deliver` sends them")
+    p.add_argument("--no-deliver", action="store_true", help="only queue the replies; `wgbot deliver` sends them "
+                   "(a running bot sends them anyway: the command just does not wait)")
+    p.add_argument("--local", action="store_true", help="process here even when a running wgbot listens")
     p.add_argument("files", nargs="*", metavar="FILE", help="message files (default: stdin)")
     p.set_defaults(func=cmd_process)
 

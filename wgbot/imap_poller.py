@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from wgbot import inbox
 from wgbot.config import Config, secret
+from wgbot.handoff import envelope_sender, header_recipients
 from wgbot.route import route
 from wgbot.store import ImapCursor, InboundMessage, InboundStatus
 
@@ -179,11 +180,11 @@ class Poller:
         return handled
 
     def _handle(self, uid: int, raw: bytes, can_move: bool) -> None:
-        recipients = inbox.header_recipients(raw) or [self.cfg.network.bot_address]
+        recipients = header_recipients(raw) or [self.cfg.network.bot_address]
         with self.sessions.begin() as session:
             exists = inbox.group_exists(session)
             ours = [r for r in recipients if route(r, self.cfg, exists) is not None]
-            ids = inbox.accept(session, raw, ours or [self.cfg.network.bot_address], inbox.envelope_sender(raw),
+            ids = inbox.accept(session, raw, ours or [self.cfg.network.bot_address], envelope_sender(raw),
                                _now(), source="imap")
         inbox.process_pending(self.sessions, self.cfg, _now, ids=ids)
         self.on_processed()

@@ -57,29 +57,6 @@ def group_exists(session: Session) -> Callable[[str], bool]:
     return exists
 
 
-def header_recipients(raw: bytes) -> list[str]:
-    """Recipients of a message without an envelope (IMAP, a file): Delivered-To / X-Original-To, then To, Cc."""
-    from email.parser import BytesHeaderParser
-    from email.utils import getaddresses
-
-    head, _ = split_head(raw)
-    msg = BytesHeaderParser().parsebytes(head + b"\r\n")
-    for names in (("delivered-to", "x-original-to"), ("to", "cc")):
-        values = [str(v) for n in names for v in (msg.get_all(n) or [])]
-        if values:
-            found = [a for _, a in getaddresses(values) if "@" in a]
-            if found:
-                return list(dict.fromkeys(found))
-    return []
-
-
-def envelope_sender(raw: bytes) -> str | None:
-    """The envelope sender of a message without an envelope: its Return-Path, else None (From is used)."""
-    head, _ = split_head(raw)
-    m = re.search(rb"(?im)^return-path:[ \t]*<([^>\r\n]*)>", head)
-    return m.group(1).decode("ascii", "replace") if m else None
-
-
 def accept(session: Session, raw: bytes, recipients: Iterable[str], envelope_from: str | None, now: dt.datetime,
            source: str = "smtp") -> list[int]:
     """Store `raw` once per recipient (idempotently) and flush; the caller commits, then acknowledges.

@@ -108,7 +108,8 @@ class Handler:
             log.exception("DATA from %s: could not store the message; answering 451", envelope.mail_from)
             return self._per_recipient(rcpts, SMTP_OUR_FAULT)
         self.on_accepted(ids)
-        return self._per_recipient(rcpts, SMTP_OK)
+        # "queued as" names the stored rows, as Postfix names its queue file; `wgbot process` reads it.
+        return self._per_recipient(rcpts, f"{SMTP_OK} as {','.join(str(i) for i in dict.fromkeys(ids))}")
 
     def _per_recipient(self, rcpts: list[str], reply: str) -> str:
         if not self.lmtp or len(rcpts) <= 1:

@@ -20,7 +20,7 @@ from wgbot.store import make_engine, make_sessionmaker
 
 class BotProcess:
     def __init__(self, tmp_path: Path, relay_port: int, *, protocol: str = "smtp",
-                 imap: dict[str, object] | None = None, smtp_enabled: bool = True) -> None:
+                 imap: dict[str, object] | None = None, smtp_enabled: bool = True, db_url: str = "") -> None:
         self.port = free_port()
         self.config = tmp_path / "config.toml"
         self.log = tmp_path / "run.log"
@@ -36,7 +36,7 @@ list_domain = "lists.example.org"
 bot_address = "wgbot@lists.example.org"
 secretariat = ["office@example.org"]
 [database]
-url = "sqlite:///{tmp_path}/wgbot.sqlite3"
+url = "{db_url or f"sqlite:///{tmp_path}/wgbot.sqlite3"}"
 [inbound.smtp]
 enabled = {"true" if smtp_enabled else "false"}
 port = {self.port}
@@ -48,7 +48,7 @@ port = {relay_port}
 [limits]
 replies_per_day = 1000
 """)
-        self.engine = make_engine(f"sqlite:///{tmp_path}/wgbot.sqlite3")
+        self.engine = make_engine(db_url or f"sqlite:///{tmp_path}/wgbot.sqlite3")
         migrate(self.engine)
         self.sessions: sessionmaker[Session] = make_sessionmaker(self.engine)
         self.proc: subprocess.Popen[bytes] | None = None
