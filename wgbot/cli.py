@@ -241,34 +241,36 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
 def cmd_import(args: argparse.Namespace) -> int:
     from wgbot.commands import find_group
-    from wgbot.importer import ImportError_, import_rows, read_rows
+    from wgbot.importer import ImportError_, check_file, import_rows, rows_of
 
     cfg = load(args)
+    path = Path(args.file)
+
+    def refused(problems: list[str]) -> Fail:
+        shown = problems[:20]
+        more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        return Fail(f"{args.file}: nothing was imported:\n" + "\n".join(f"  {args.file}: {p}" for p in shown) + more)
+
     try:
-        text = Path(args.file).read_text(encoding="utf-8-sig")
+        count = check_file(path)
+        sessions = open_store(cfg)
+        with sessions.begin() as session:
+            group = find_group(session, args.group)
+            if group is None:
+                raise Fail(f"no group {args.group!r}; `wgbot groups` lists them")
+            if sys.stderr.isatty() and count > 2000:
+                from rich.progress import Progress
+
+                with Progress(transient=True) as bar:
+                    task = bar.add_task(f"importing into {group.slug}", total=count)
+                    result = import_rows(session, group, rows_of(path), utcnow(), lambda n: bar.advance(task, n))
+            else:
+                result = import_rows(session, group, rows_of(path), utcnow())
+            slug = group.slug
     except (OSError, UnicodeDecodeError) as exc:
         raise Fail(f"{args.file}: cannot read: {exc}") from exc
-    try:
-        rows = read_rows(text)
     except ImportError_ as exc:
-        shown = exc.problems[:20]
-        more = f"\n... and {len(exc.problems) - 20} more" if len(exc.problems) > 20 else ""
-        raise Fail(f"{args.file}: nothing was imported:\n" + "\n".join(f"  {args.file}: {p}" for p in shown)
-                   + more) from exc
-    sessions = open_store(cfg)
-    with sessions.begin() as session:
-        group = find_group(session, args.group)
-        if group is None:
-            raise Fail(f"no group {args.group!r}; `wgbot groups` lists them")
-        if sys.stderr.isatty() and len(rows) > 2000:
-            from rich.progress import Progress
-
-            with Progress(transient=True) as bar:
-                task = bar.add_task(f"importing into {group.slug}", total=len(rows))
-                result = import_rows(session, group, rows, utcnow(), lambda n: bar.advance(task, n))
-        else:
-            result = import_rows(session, group, rows, utcnow())
-        slug = group.slug
+        raise refused(exc.problems) from exc
     print(f"{args.file}: {result.rows} row(s): {result.joined} joined {slug}, {result.new_members} new member(s), "
           f"{result.updated} updated, {result.rows - result.joined} already members")
     return EXIT_OK

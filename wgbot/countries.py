@@ -17,20 +17,31 @@ def _fold(text: str) -> str:
 
 @lru_cache(maxsize=1)
 def _endonyms() -> dict[str, str]:
+    """Each country's own names for itself, folded → alpha-2. Each language's CLDR data is loaded once and
+    dropped from Babel's cache after use: keeping all of them held 85 MB (the peak RSS of a member import)."""
     import pycountry
-    from babel import Locale, UnknownLocaleError
+    from babel import Locale, UnknownLocaleError, localedata
     from babel.languages import get_official_languages
 
+    wanted = [(country.alpha_2, lang) for country in pycountry.countries
+              for lang in get_official_languages(country.alpha_2, de_facto=True)]
+    by_language: dict[str, list[str]] = {}
+    for code, lang in wanted:
+        by_language.setdefault(lang, []).append(code)
+    found: dict[tuple[str, str], str] = {}
+    for lang, codes in by_language.items():
+        try:
+            territories = Locale.parse(lang).territories
+        except (UnknownLocaleError, ValueError):
+            continue
+        found.update({(code, lang): territories[code] for code in codes if territories.get(code)})
+        cache = getattr(localedata, "_cache", {})   # Babel's private cache: if it moves, only memory is lost
+        for loaded in [key for key in cache if key != "root"]:
+            cache.pop(loaded, None)
     names: dict[str, str] = {}
-    for country in pycountry.countries:
-        code = country.alpha_2
-        for lang in get_official_languages(code, de_facto=True):
-            try:
-                name = Locale.parse(lang).territories.get(code)
-            except (UnknownLocaleError, ValueError):
-                continue
-            if name:
-                names.setdefault(_fold(name), code)
+    for code, lang in wanted:            # the order of before: the first country to claim a name keeps it
+        if (code, lang) in found:
+            names.setdefault(_fold(found[(code, lang)]), code)
     return names
 
 

@@ -1,17 +1,20 @@
 """importer: `wgbot import GROUP FILE.csv` — members from a CSV file, all or nothing, idempotent (SPEC §8).
 
-Every row is checked before anything is written; a bad row is reported with its line number and nothing is
-imported. The rows then go in with bulk statements, a few per thousand rows, in one transaction.
+Every row is checked before anything is written (a first pass over the file); a bad row is reported with its
+line number and nothing is imported. A second pass then puts the rows in with bulk statements, a few per
+thousand rows, in one transaction. Neither pass holds the file in memory.
 """
 
 from __future__ import annotations
 
 import csv
 import datetime as dt
-import io
+import itertools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
@@ -50,34 +53,35 @@ class ImportError_(Exception):
         self.problems = problems
 
 
-def read_rows(text: str) -> list[Row]:
-    """Parse and check every row; raises ImportError_ listing each bad row by line number."""
-    reader = csv.DictReader(io.StringIO(text))
+def _parse(fh: TextIO) -> Iterator[Row | str]:
+    """Each data row of the CSV, checked: a Row, or a problem naming its line."""
+    reader = csv.DictReader(fh)
     header = [h.strip().lower() for h in (reader.fieldnames or [])]
     if "address" not in header:
-        raise ImportError_(["line 1: the header row must name an 'address' column "
-                            f"(columns: {', '.join(COLUMNS)})"])
+        yield ("line 1: the header row must name an 'address' column "
+               f"(columns: {', '.join(COLUMNS)})")
+        return
     unknown = [h for h in header if h not in COLUMNS]
     if unknown:
-        raise ImportError_([f"line 1: unknown column(s) {', '.join(unknown)}; known: {', '.join(COLUMNS)}"])
+        yield f"line 1: unknown column(s) {', '.join(unknown)}; known: {', '.join(COLUMNS)}"
+        return
     reader.fieldnames = header
-    problems: list[str] = []
-    rows: list[Row] = []
     seen: dict[str, int] = {}
     countries: dict[str, str | None] = {}
+    deliveries = {d.value for d in Delivery}
     for record in reader:
         line = reader.line_num
         if None in record:
-            problems.append(f"line {line}: more fields than the header has")
+            yield f"line {line}: more fields than the header has"
             continue
         values = {k: (v or "").strip() for k, v in record.items() if isinstance(k, str)}
         address = values.get("address", "")
         if not _ADDRESS.match(address):
-            problems.append(f"line {line}: {address!r} is not an email address")
+            yield f"line {line}: {address!r} is not an email address"
             continue
         key = address_key(address)
         if key in seen:
-            problems.append(f"line {line}: {address} appears already on line {seen[key]}")
+            yield f"line {line}: {address} appears already on line {seen[key]}"
             continue
         seen[key] = line
         country = values.get("country", "")
@@ -86,30 +90,53 @@ def read_rows(text: str) -> list[Row]:
                 countries[country] = normalise_country(country)
             code = countries[country]
             if code is None:
-                problems.append(f"line {line}: {country!r} is not a country (use a code such as IT or a name)")
+                yield f"line {line}: {country!r} is not a country (use a code such as IT or a name)"
                 continue
             country = code
         delivery = values.get("delivery", "").lower() or Delivery.REGULAR.value
-        if delivery not in {d.value for d in Delivery}:
-            problems.append(f"line {line}: delivery {delivery!r} must be regular, digest or nomail")
+        if delivery not in deliveries:
+            yield f"line {line}: delivery {delivery!r} must be regular, digest or nomail"
             continue
         name, organisation = values.get("name", ""), values.get("organisation", "")
         if len(name) > 200 or len(organisation) > 200:
-            problems.append(f"line {line}: name and organisation may have at most 200 characters")
+            yield f"line {line}: name and organisation may have at most 200 characters"
             continue
-        rows.append(Row(line, address, name, organisation, country, delivery))
+        yield Row(line, address, name, organisation, country, delivery)
+
+
+def check_file(path: Path) -> int:
+    """Check every row of the CSV file at `path` (streaming: a file of any size in little memory); raises
+    ImportError_ listing each bad row by line number, else returns the number of rows."""
+    count = 0
+    problems: list[str] = []
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        for item in _parse(fh):
+            if isinstance(item, str):
+                problems.append(item)
+            else:
+                count += 1
     if problems:
         raise ImportError_(problems)
-    return rows
+    return count
 
 
-def import_rows(session: Session, group: Group, rows: list[Row], now: dt.datetime,
+def rows_of(path: Path) -> Iterator[Row]:
+    """The rows of a file check_file passed, read again; a file changed in between raises ImportError_."""
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        for item in _parse(fh):
+            if isinstance(item, str):
+                raise ImportError_([f"the file changed while it was imported: {item}"])
+            yield item
+
+
+def import_rows(session: Session, group: Group, rows: Iterable[Row], now: dt.datetime,
                 progress: Callable[[int], None] = lambda n: None) -> ImportResult:
-    """Add the rows as members of `group` in the caller's transaction; existing members are updated, not
-    doubled, so importing the same file twice changes nothing the second time."""
-    result = ImportResult(rows=len(rows))
-    for start in range(0, len(rows), CHUNK):
-        chunk = rows[start:start + CHUNK]
+    """Add the rows as members of `group` in the caller's transaction, a chunk at a time; existing members are
+    updated, not doubled, so importing the same file twice changes nothing the second time."""
+    result = ImportResult()
+    source = iter(rows)
+    while chunk := list(itertools.islice(source, CHUNK)):
+        result.rows += len(chunk)
         keys = [address_key(r.address) for r in chunk]
         existing = dict(session.execute(select(Member.address_key, Member.id)
                                         .where(Member.address_key.in_(keys))).all())
