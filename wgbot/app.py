@@ -170,6 +170,11 @@ class Runner:
         """Process what the listener just stored as soon as it says so; every PROCESS_INTERVAL, and when woken
         without ids, look for any pending row (IMAP, a restart after a crash, a retried quarantine)."""
         last_scan = 0.0
+
+        def wake_deliverer(outcome: inbox.Outcome) -> None:
+            if outcome.mail:
+                deliverer.wake()
+
         while not self.stopping.is_set():
             try:
                 await asyncio.wait_for(wake.wait(), timeout=PROCESS_INTERVAL)
@@ -185,11 +190,11 @@ class Runner:
                 # cut only means the row is processed again, so it needs no fsync of its own.
                 if ids:
                     await asyncio.to_thread(inbox.process_pending, self.delivery_sessions, self.cfg, _now, ids,
-                                            self.stopping.is_set, lambda _outcome: deliverer.wake())
+                                            self.stopping.is_set, wake_deliverer)
                 if scan:
                     last_scan = time.monotonic()
                     await asyncio.to_thread(inbox.process_pending, self.delivery_sessions, self.cfg, _now, None,
-                                            self.stopping.is_set, lambda _outcome: deliverer.wake())
+                                            self.stopping.is_set, wake_deliverer)
             except Exception:
                 log.exception("processing round failed; retrying in %.0f s", PROCESS_INTERVAL)
 

@@ -94,6 +94,7 @@ class Outcome:
     status: str
     outcome: str
     queued: list[int]
+    mail: bool = False      # something was queued for delivery (a reply, a notice, a post's copies)
 
 
 def _envelope(row: InboundMessage) -> str | None:
@@ -270,7 +271,9 @@ def process_one(sessions: sessionmaker[Session], cfg: Config, row_id: int, now: 
         if not isinstance(exc, MessageRefused):
             log.error("inbound %d: fault while processing, quarantined: %s", row_id, reason, exc_info=exc)
     finally:
+        queued_mail = bool(session.info.get("queued_mail"))
         session.close()
+    result.mail = queued_mail
     elapsed = (time.monotonic() - started) * 1000
     log.info("inbound %d from=%s to=%s %s: %s (%.0f ms)", row_id, sender, rcpt, result.status, result.outcome, elapsed)
     return result

@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from wgbot.commands import Context
 from wgbot.config import Config
-from wgbot.outbox import allow_reply, enqueue, enqueue_raw
+from wgbot.outbox import allow_reply, enqueue, enqueue_raw, note_queued
 from wgbot.parse import Message, clean_header_text
 from wgbot.render import compose, render_fragment
 from wgbot.route import verp_encode
@@ -258,6 +258,7 @@ def fan_out(session: Session, cfg: Config, group: Group, copy: bytes, message_id
     key = secret_key(session) if cfg.network.base_url else b""
     count = 0
     for addresses in _members(session, group, cfg.lists.fanout_batch, delivery, digest_format):
+        note_queued(session)
         session.execute(insert(OutboxEntry), [
             {"message_fk": out.id, "recipient": a,
              "envelope_from": bounce_address(cfg, group, a) if personalize else shared_from,

@@ -49,11 +49,17 @@ def enqueue_raw(session: Session, raw: bytes, message_id: str, recipients: Itera
     result = session.execute(insert(messages).values(message_id=message_id, kind=kind, raw=raw, created_at=now,
                                                      inbound_id=inbound_id))
     out_id = int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
+    note_queued(session)
     session.execute(insert(entries), [
         {"message_fk": out_id, "recipient": r, "envelope_from": envelope_from, "status": OutboxStatus.QUEUED.value,
          "attempts": 0, "next_attempt_at": now, "created_at": now, "last_error": "", "headers": "",
          "lease_owner": ""} for r in recipients])
     return out_id
+
+
+def note_queued(session: Session) -> None:
+    """Remember that this transaction queued mail: `wgbot run` wakes a deliverer only then."""
+    session.info["queued_mail"] = True
 
 
 def allow_reply(session: Session, address: str, now: dt.datetime, per_day: int) -> bool:
