@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from wgbot.config import Config
@@ -39,6 +39,7 @@ from wgbot.store import (
     audit,
     get_member,
     membership,
+    prepared,
     token_hash,
 )
 
@@ -347,17 +348,17 @@ class Context:
                              description: str, send: bool = True) -> tuple[str, str, bool]:
         """Create a pending action for the sender and mail them the confirmation request: (token, ref, sent)."""
         key = address_key(self.sender)
+        group_id = group.id if group else None
         # One pending request per address, action and group: a new request replaces the old one.
-        self.session.execute(update(PendingAction).where(
-            PendingAction.address_key == key, PendingAction.action == action,
-            PendingAction.group_id == (group.id if group else None), PendingAction.used_at.is_(None),
-        ).values(used_at=self.now, outcome="replaced"))
+        self.session.execute(prepared(self.session, _replace_pending),
+                             {"b_key": key, "b_action": action, "b_group": group_id, "b_now": self.now})
         token = new_token()
         ref = new_public_ref()
-        self.session.add(PendingAction(
-            token_hash=token_hash(token), public_ref=ref, action=action, address_key=key,
-            group_id=group.id if group else None, payload={"address": self.sender, **payload},
-            created_at=self.now, expires_at=self.now + dt.timedelta(days=self.cfg.limits.token_days)))
+        self.session.execute(prepared(self.session, _insert_pending), {
+            "token_hash": token_hash(token), "public_ref": ref, "action": action, "address_key": key,
+            "group_id": group_id, "payload": {"address": self.sender, **payload}, "created_at": self.now,
+            "expires_at": self.now + dt.timedelta(days=self.cfg.limits.token_days), "used_at": None,
+            "outcome": "", "reminded_at": None})
         if not send:
             return token, ref, False
         local, _, domain = self.cfg.network.bot_address.partition("@")
@@ -366,6 +367,17 @@ class Context:
                           "days": self.cfg.limits.token_days},
                          self.sender, reply_to=f"{local}+confirm-{token}@{domain}", kind="confirm")
         return token, ref, sent
+
+
+def _replace_pending(_insert: Any) -> Any:
+    t: Any = PendingAction.__table__
+    return (update(t).where(t.c.address_key == bindparam("b_key"), t.c.action == bindparam("b_action"),
+                            t.c.group_id.is_not_distinct_from(bindparam("b_group")), t.c.used_at.is_(None))
+            .values(used_at=bindparam("b_now"), outcome="replaced"))
+
+
+def _insert_pending(_insert: Any) -> Any:
+    return insert(PendingAction.__table__)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from wgbot import commands, gate
@@ -28,7 +28,7 @@ from wgbot.outbox import allow_reply, enqueue
 from wgbot.parse import Caps, Message, clean_header_text, parse, parse_headers, split_head
 from wgbot.render import compose
 from wgbot.route import Destination, Kind, route
-from wgbot.store import Group, InboundMessage, InboundStatus, audit, upsert_insert
+from wgbot.store import Group, InboundMessage, InboundStatus, audit, prepared
 
 log = logging.getLogger("wgbot.inbox")
 
@@ -69,15 +69,11 @@ def accept(session: Session, raw: bytes, recipients: Iterable[str], envelope_fro
     m = re.search(rb"(?im)^message-id:[ \t]*(<[^>\r\n]{1,900}>)", head)
     msgid = m.group(1).decode("ascii", "replace") if m else ""
     ids: list[int] = []
-    table: Any = InboundMessage.__table__
-    insert = upsert_insert(session)
     for rcpt in dict.fromkeys(r.strip() for r in recipients):
         # One statement: a retry of a message already stored (or a concurrent accept of it) inserts nothing.
-        new_id = session.execute(insert(table).values(
-            dedupe_hash=digest, recipient=rcpt, envelope_from=stored_from, source=source, message_id=msgid[:998],
-            raw=raw, received_at=now, status=InboundStatus.PENDING.value, attempts=0, outcome="", error="",
-        ).on_conflict_do_nothing(index_elements=[table.c.dedupe_hash, table.c.recipient])
-            .returning(table.c.id)).scalar()
+        new_id = session.execute(prepared(session, _store_once), {
+            "dedupe_hash": digest, "recipient": rcpt, "envelope_from": stored_from, "source": source,
+            "message_id": msgid[:998], "raw": raw, "received_at": now}).scalar()
         if new_id is None:
             existing = session.scalar(select(InboundMessage.id).where(InboundMessage.dedupe_hash == digest,
                                                                       InboundMessage.recipient == rcpt))
@@ -87,6 +83,16 @@ def accept(session: Session, raw: bytes, recipients: Iterable[str], envelope_fro
             continue
         ids.append(int(new_id))
     return ids
+
+
+def _store_once(dialect_insert: Any) -> Any:
+    table: Any = InboundMessage.__table__
+    names = ("dedupe_hash", "recipient", "envelope_from", "source", "message_id", "raw", "received_at")
+    return (dialect_insert(table)
+            .values(**{n: bindparam(n) for n in names}, status=InboundStatus.PENDING.value, attempts=0, outcome="",
+                    error="")
+            .on_conflict_do_nothing(index_elements=[table.c.dedupe_hash, table.c.recipient])
+            .returning(table.c.id))
 
 
 @dataclass

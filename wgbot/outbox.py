@@ -23,12 +23,12 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any, Protocol
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from wgbot.config import Config, secret
 from wgbot.render import POLICY, Composed
-from wgbot.store import OutboxEntry, OutboxStatus, OutgoingMessage, ReplyCount, address_key, upsert_insert
+from wgbot.store import OutboxEntry, OutboxStatus, OutgoingMessage, ReplyCount, address_key, prepared
 
 log = logging.getLogger("wgbot.outbox")
 
@@ -40,17 +40,33 @@ def enqueue(session: Session, msg: EmailMessage | Composed, recipients: Iterable
                        now, kind, inbound_id)
 
 
+_MESSAGES: Any = OutgoingMessage.__table__
+_ENTRIES: Any = OutboxEntry.__table__
+
+
+def _insert_message(_insert: Any) -> Any:
+    return insert(_MESSAGES)
+
+
+def _count_reply(dialect_insert: Any) -> Any:
+    table: Any = ReplyCount.__table__
+    stmt = dialect_insert(table).values(address_key=bindparam("key"), day=bindparam("day"), count=1)
+    return stmt.on_conflict_do_update(index_elements=[table.c.address_key, table.c.day],
+                                      set_={"count": table.c.count + 1}).returning(table.c.count)
+
+
+_INSERT_ENTRIES = insert(_ENTRIES)
+
+
 def enqueue_raw(session: Session, raw: bytes, message_id: str, recipients: Iterable[str], envelope_from: str,
                 now: dt.datetime, kind: str, inbound_id: int | None = None) -> int:
     """Queue bytes (composed, or forwarded to a group's owners) in the caller's transaction. Core inserts:
     the ORM's unit of work cost more than the rest of queueing a reply."""
-    messages: Any = OutgoingMessage.__table__
-    entries: Any = OutboxEntry.__table__
-    result = session.execute(insert(messages).values(message_id=message_id, kind=kind, raw=raw, created_at=now,
-                                                     inbound_id=inbound_id))
+    result = session.execute(prepared(session, _insert_message), {
+        "message_id": message_id, "kind": kind, "raw": raw, "created_at": now, "inbound_id": inbound_id})
     out_id = int(result.inserted_primary_key[0])  # type: ignore[attr-defined]
     note_queued(session)
-    session.execute(insert(entries), [
+    session.execute(_INSERT_ENTRIES, [
         {"message_fk": out_id, "recipient": r, "envelope_from": envelope_from, "status": OutboxStatus.QUEUED.value,
          "attempts": 0, "next_attempt_at": now, "created_at": now, "last_error": "", "headers": "",
          "lease_owner": ""} for r in recipients])
@@ -64,12 +80,8 @@ def note_queued(session: Session) -> None:
 
 def allow_reply(session: Session, address: str, now: dt.datetime, per_day: int) -> bool:
     """Count one automatic mail to `address` today; False once `per_day` is reached (RFC 3834 §2). One upsert."""
-    table: Any = ReplyCount.__table__
-    day = now.astimezone(dt.UTC).date()
-    stmt = upsert_insert(session)(table).values(address_key=address_key(address), day=day, count=1)
-    stmt = stmt.on_conflict_do_update(index_elements=[table.c.address_key, table.c.day],
-                                      set_={"count": table.c.count + 1})
-    count = session.execute(stmt.returning(table.c.count)).scalar_one()
+    count = session.execute(prepared(session, _count_reply),
+                            {"key": address_key(address), "day": now.astimezone(dt.UTC).date()}).scalar_one()
     if count > per_day:
         log.warning("rate limit: not replying to %s (already %d automatic mails today, limit %d)",
                     address, count - 1, per_day)

@@ -10,6 +10,7 @@ import datetime as dt
 import enum
 import hashlib
 import unicodedata
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import (
@@ -417,6 +418,20 @@ def upsert_insert(session: Session) -> Any:
     from sqlalchemy.dialects import postgresql, sqlite
 
     return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+
+
+def prepared(session: Session, build: Callable[[Any], Any]) -> Any:
+    """A statement built once per dialect and reused: on the paths every message takes, building a statement
+    and computing its cache key cost more than running it. `build` gets the dialect's INSERT (for ON CONFLICT)
+    and must use bindparam() for every value."""
+    key = (build, session.get_bind().dialect.name)
+    stmt = _PREPARED.get(key)
+    if stmt is None:
+        stmt = _PREPARED[key] = build(upsert_insert(session))
+    return stmt
+
+
+_PREPARED: dict[tuple[Any, str], Any] = {}
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
