@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 from wgbot import commands, gate
@@ -57,8 +58,8 @@ def group_exists(session: Session) -> Callable[[str], bool]:
     return exists
 
 
-def accept(session: Session, raw: bytes, recipients: Iterable[str], envelope_from: str | None, now: dt.datetime,
-           source: str = "smtp") -> list[int]:
+def accept(session: Session | Connection, raw: bytes, recipients: Iterable[str], envelope_from: str | None,
+           now: dt.datetime, source: str = "smtp") -> list[int]:
     """Store `raw` once per recipient (idempotently) and flush; the caller commits, then acknowledges.
 
     `envelope_from` None means unknown (the From address stands in); "" or "<>" is the null sender, stored

@@ -266,25 +266,37 @@ def release_dead_leases(sessions: sessionmaker[Session], now: dt.datetime) -> in
 
 def _claim(sessions: sessionmaker[Session], cfg: Config, now: dt.datetime,
            only: list[int] | None) -> list[Any]:
-    """Claim up to batch_size due rows for this deliverer and return them, in one UPDATE … RETURNING (Core: a
-    claim runs for every wake of a deliverer, and the ORM's select-then-update cost more than the send)."""
-    t: Any = OutboxEntry.__table__
+    """Claim up to batch_size due rows for this deliverer and return them, in one UPDATE … RETURNING (Core, and
+    prepared once: a claim runs for every wake of a deliverer, and building it cost more than the send)."""
     engine = sessions.kw["bind"]
-    free = or_(t.c.lease_until.is_(None), t.c.lease_until < now)
-    due = (select(t.c.id).where(t.c.status == OutboxStatus.QUEUED.value, t.c.next_attempt_at <= now, free)
-           .order_by(t.c.id).limit(cfg.outbound.batch_size))
+    params = {"b_now": now, "b_owner": _owner(), "b_until": now + LEASE, "b_limit": cfg.outbound.batch_size}
+    with engine.begin() as conn:
+        if only is None:
+            rows = conn.execute(prepared(conn, _claim_due), params).all()
+        else:
+            rows = conn.execute(_claim_statement(conn.dialect.name, only), params).all()
+    return sorted(rows, key=lambda row: row.id)
+
+
+def _claim_due(_insert: Any) -> Any:
+    return _claim_statement(None, None)
+
+
+def _claim_statement(dialect: str | None, only: list[int] | None) -> Any:
+    t = _ENTRIES
+    free = or_(t.c.lease_until.is_(None), t.c.lease_until < bindparam("b_now"))
+    due = (select(t.c.id).where(t.c.status == OutboxStatus.QUEUED.value, t.c.next_attempt_at <= bindparam("b_now"),
+                                free)
+           .order_by(t.c.id).limit(bindparam("b_limit")))
     if only is not None:
         due = due.where(t.c.message_fk.in_(only))
-    if engine.dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
+    # PostgreSQL: rows another deliverer holds are skipped, not waited for (SQLite has one writer anyway).
+    due = due.with_for_update(skip_locked=True)
     # The lease condition is repeated in the UPDATE, so two deliverers never both claim a row.
-    claim = (update(t).where(t.c.id.in_(due.scalar_subquery()), t.c.status == OutboxStatus.QUEUED.value, free)
-             .values(lease_owner=_owner(), lease_until=now + LEASE)
-             .returning(t.c.id, t.c.message_fk, t.c.recipient, t.c.envelope_from, t.c.headers, t.c.attempts,
-                        t.c.created_at))
-    with engine.begin() as conn:
-        rows = conn.execute(claim).all()
-    return sorted(rows, key=lambda row: row.id)
+    return (update(t).where(t.c.id.in_(due.scalar_subquery()), t.c.status == OutboxStatus.QUEUED.value, free)
+            .values(lease_owner=bindparam("b_owner"), lease_until=bindparam("b_until"))
+            .returning(t.c.id, t.c.message_fk, t.c.recipient, t.c.envelope_from, t.c.headers, t.c.attempts,
+                       t.c.created_at))
 
 
 MAX_RCPTS = 100  # recipients in one SMTP transaction (RFC 5321 §4.5.3.1.8: servers take at least 100)

@@ -32,7 +32,7 @@ from sqlalchemy import (
     event,
     select,
 )
-from sqlalchemy.engine import Dialect, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 from sqlalchemy.pool import StaticPool
 
@@ -413,18 +413,22 @@ def make_engine(url: str, durable: bool = True, **kwargs: Any) -> Engine:
     return create_engine(url, pool_pre_ping=True, **kwargs)
 
 
-def upsert_insert(session: Session) -> Any:
+def upsert_insert(session: Session | Connection) -> Any:
     """The dialect's INSERT, which has ON CONFLICT (SQLite and PostgreSQL spell it the same way)."""
     from sqlalchemy.dialects import postgresql, sqlite
 
-    return postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    return postgresql.insert if _dialect(session) == "postgresql" else sqlite.insert
 
 
-def prepared(session: Session, build: Callable[[Any], Any]) -> Any:
+def _dialect(session: Session | Connection) -> str:
+    return session.dialect.name if isinstance(session, Connection) else session.get_bind().dialect.name
+
+
+def prepared(session: Session | Connection, build: Callable[[Any], Any]) -> Any:
     """A statement built once per dialect and reused: on the paths every message takes, building a statement
     and computing its cache key cost more than running it. `build` gets the dialect's INSERT (for ON CONFLICT)
     and must use bindparam() for every value."""
-    key = (build, session.get_bind().dialect.name)
+    key = (build, _dialect(session))
     stmt = _PREPARED.get(key)
     if stmt is None:
         stmt = _PREPARED[key] = build(upsert_insert(session))
