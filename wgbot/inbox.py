@@ -104,16 +104,16 @@ class Outcome:
     mail: bool = False      # something was queued for delivery (a reply, a notice, a post's copies)
 
 
-def _envelope(row: InboundMessage) -> str | None:
+def _envelope(row: Stored | InboundMessage) -> str | None:
     """The stored envelope sender: None when unknown, "<>" for the null sender."""
     return row.envelope_from or None
 
 
-def _reply_to(row: InboundMessage, msg: Message) -> str:
+def _reply_to(row: Stored | InboundMessage, msg: Message) -> str:
     return row.envelope_from if row.envelope_from not in ("", "<>") else msg.sender
 
 
-def _handle(session: Session, cfg: Config, row: InboundMessage, now: dt.datetime) -> Outcome:
+def _handle(session: Session, cfg: Config, row: Stored | InboundMessage, now: dt.datetime) -> Outcome:
     """Process one stored message inside the caller's transaction."""
     queued: list[int] = []
     msg = parse(row.raw, caps_for(cfg))
@@ -132,7 +132,7 @@ def _handle(session: Session, cfg: Config, row: InboundMessage, now: dt.datetime
     raise MessageRefused(f"mail to {dest.kind.value} addresses ({row.recipient}) is not handled yet in this version")
 
 
-def _context(session: Session, cfg: Config, row: InboundMessage, msg: Message, dest: Destination,
+def _context(session: Session, cfg: Config, row: Stored | InboundMessage, msg: Message, dest: Destination,
              now: dt.datetime) -> commands.Context:
     from wgbot.rules import cached_rules
     from wgbot.workgroups import trusted_dmarc_pass
@@ -143,7 +143,7 @@ def _context(session: Session, cfg: Config, row: InboundMessage, msg: Message, d
                             trusted=trusted_dmarc_pass(cfg, msg.all("authentication-results"), msg.sender))
 
 
-def _list_mail(session: Session, cfg: Config, row: InboundMessage, msg: Message, dest: Destination,
+def _list_mail(session: Session, cfg: Config, row: Stored | InboundMessage, msg: Message, dest: Destination,
                verdict: gate.Verdict, now: dt.datetime) -> Outcome:
     """Mail to a group's list, owner or bounce address."""
     from wgbot import lists
@@ -165,11 +165,11 @@ def _list_mail(session: Session, cfg: Config, row: InboundMessage, msg: Message,
     elif dest.kind is Kind.OWNER:
         status, outcome = lists.to_owners(ctx, group, row.raw)
     else:
-        status, outcome = lists.receive_post(ctx, group, row.raw, row)
+        status, outcome = lists.receive_post(ctx, group, row.raw, row.id)
     return Outcome(status, outcome, [])
 
 
-def _run_commands(session: Session, cfg: Config, row: InboundMessage, msg: Message, dest: Destination,
+def _run_commands(session: Session, cfg: Config, row: Stored | InboundMessage, msg: Message, dest: Destination,
                   now: dt.datetime) -> Outcome:
     ctx = _context(session, cfg, row, msg, dest, now)
     trusted = ctx.trusted
@@ -217,7 +217,7 @@ def _approval_reply(ctx: commands.Context, token: str) -> tuple[list[tuple[str, 
     return [(line, decide(ctx, token, decision, reason))], "replies/results.txt"
 
 
-def _answer_refused(session: Session, cfg: Config, row: InboundMessage, reason: str, now: dt.datetime) -> None:
+def _answer_refused(session: Session, cfg: Config, row: Stored | InboundMessage, reason: str, now: dt.datetime) -> None:
     """Tell the sender why their message could not be read, where that is safe (its headers pass the gate)."""
     head = parse_headers(row.raw, caps_for(cfg))
     if head is None:
@@ -234,6 +234,28 @@ def _answer_refused(session: Session, cfg: Config, row: InboundMessage, reason: 
         enqueue(session, reply, [to], cfg.network.bot_address, now, kind="refused", inbound_id=row.id)
 
 
+@dataclass(frozen=True)
+class Stored:
+    """What processing reads of a stored message."""
+
+    id: int
+    raw: bytes
+    recipient: str
+    envelope_from: str
+
+
+def _claim_inbound(_insert: Any) -> Any:
+    t: Any = InboundMessage.__table__
+    return (update(t).where(t.c.id == bindparam("b_id"), t.c.status == InboundStatus.PENDING.value)
+            .values(processed_at=bindparam("b_now")).returning(t.c.id, t.c.raw, t.c.recipient, t.c.envelope_from))
+
+
+def _finish_inbound(_insert: Any) -> Any:
+    t: Any = InboundMessage.__table__
+    return update(t).where(t.c.id == bindparam("b_id")).values(status=bindparam("b_status"),
+                                                               outcome=bindparam("b_outcome"))
+
+
 def process_one(sessions: sessionmaker[Session], cfg: Config, row_id: int, now: dt.datetime) -> Outcome | None:
     """Process one stored row in one transaction; on a fault, quarantine it. None if it was already done."""
     started = time.monotonic()
@@ -243,37 +265,35 @@ def process_one(sessions: sessionmaker[Session], cfg: Config, row_id: int, now: 
             # Claim the row first: the UPDATE takes PostgreSQL's row lock or SQLite's write lock, so a second
             # processor (the IMAP poller beside the listener's worker, or another process) waits here and then
             # finds the row no longer pending.
-            claimed = session.execute(update(InboundMessage).where(
-                InboundMessage.id == row_id, InboundMessage.status == InboundStatus.PENDING.value,
-            ).values(processed_at=now))
-            if not claimed.rowcount:  # type: ignore[attr-defined]
+            # The claim returns what processing needs (Core, prepared: it runs for every message).
+            claimed = session.execute(prepared(session, _claim_inbound), {"b_id": row_id, "b_now": now}).first()
+            if claimed is None:
                 return None
-            row = session.get(InboundMessage, row_id, populate_existing=True)
-            assert row is not None
+            row = Stored(*claimed)
             sender, rcpt = row.envelope_from or "-", row.recipient
             result = _handle(session, cfg, row, now)
-            row.status = result.status
-            row.outcome = result.outcome[:200]
-            row.processed_at = now
+            session.execute(prepared(session, _finish_inbound), {"b_id": row_id, "b_status": result.status,
+                                                                 "b_outcome": result.outcome[:200]})
             if result.status == InboundStatus.QUARANTINED.value:
-                row.error = result.outcome
-                audit(session, now, "wgbot", "quarantine", detail_inbound=row.id, reason=result.outcome)
+                session.execute(update(InboundMessage).where(InboundMessage.id == row_id)
+                                .values(error=result.outcome))
+                audit(session, now, "wgbot", "quarantine", detail_inbound=row_id, reason=result.outcome)
     except Exception as exc:
         session.rollback()
         reason = str(exc) if isinstance(exc, MessageRefused) else f"{type(exc).__name__}: {exc}"
         detail = reason if isinstance(exc, MessageRefused) else traceback.format_exc(limit=8)
         with session.begin():
-            row = session.get(InboundMessage, row_id)
-            assert row is not None
-            sender, rcpt = row.envelope_from or "-", row.recipient
-            row.status = InboundStatus.QUARANTINED.value
-            row.outcome = f"quarantined: {reason}"[:200]
-            row.error = detail
-            row.attempts += 1
-            row.processed_at = now
-            audit(session, now, "wgbot", "quarantine", detail_inbound=row.id, reason=reason[:500])
+            stored = session.get(InboundMessage, row_id)
+            assert stored is not None
+            sender, rcpt = stored.envelope_from or "-", stored.recipient
+            stored.status = InboundStatus.QUARANTINED.value
+            stored.outcome = f"quarantined: {reason}"[:200]
+            stored.error = detail
+            stored.attempts += 1
+            stored.processed_at = now
+            audit(session, now, "wgbot", "quarantine", detail_inbound=stored.id, reason=reason[:500])
             if isinstance(exc, MessageRefused):
-                _answer_refused(session, cfg, row, reason, now)
+                _answer_refused(session, cfg, stored, reason, now)
         result = Outcome(InboundStatus.QUARANTINED.value, reason, [])
         if not isinstance(exc, MessageRefused):
             log.error("inbound %d: fault while processing, quarantined: %s", row_id, reason, exc_info=exc)

@@ -304,7 +304,7 @@ def hold_reason(ctx: Context, group: Group, raw: bytes) -> str:
     return ""
 
 
-def receive_post(ctx: Context, group: Group, raw: bytes, inbound: InboundMessage) -> tuple[str, str]:
+def receive_post(ctx: Context, group: Group, raw: bytes, inbound_id: int) -> tuple[str, str]:
     """A message to SLUG@: (status, outcome). Loops and automated mail are dropped; others sent or held."""
     msg = ctx.msg
     ours = list_address(ctx.cfg, group).lower()
@@ -324,11 +324,11 @@ def receive_post(ctx: Context, group: Group, raw: bytes, inbound: InboundMessage
         excerpt = "\n".join(msg.text.splitlines()[:20])
         request = request_approval(ctx, "post", group, ctx.sender, approvers, f"moderation: {reason}",
                                    f"let the post \u201c{clean_header_text(msg.subject, 80)}\u201d from {ctx.sender}"
-                                   f" through to {group.name}", {"inbound_id": inbound.id, "excerpt": excerpt,
+                                   f" through to {group.name}", {"inbound_id": inbound_id, "excerpt": excerpt,
                                                                  "reason": reason})
         _tell_poster(ctx, group, "lists/held.txt", {"reason": reason, "ref": request.public_ref})
         return "done", f"held for the contacts: {reason}"
-    count = distribute(ctx, group, raw, msg, inbound.id)
+    count = distribute(ctx, group, raw, msg, inbound_id)
     return "done", f"posted to {count} member(s)"
 
 
