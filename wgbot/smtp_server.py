@@ -84,6 +84,18 @@ class Handler:
         self.on_accepted = on_accepted
         self.writer = GroupCommit(sessions, "lmtp" if lmtp else "smtp")
 
+    def _is_ours_without_store(self, address: str) -> bool | None:
+        """The bot's own addresses (commands, confirmations, approvals) need no query: answered here, on the
+        event loop. None when the answer depends on which groups exist."""
+
+        def ask(_slug: str) -> bool:
+            raise LookupError
+
+        try:
+            return route(address, self.cfg, ask) is not None
+        except LookupError:
+            return None
+
     def _is_ours(self, address: str) -> bool:
         with self.sessions() as session:
             return route(address, self.cfg, inbox.group_exists(session)) is not None
@@ -91,7 +103,9 @@ class Handler:
     async def handle_RCPT(self, server: SMTP, session: SmtpSession, envelope: Envelope, address: str,
                           rcpt_options: list[str]) -> str:
         try:
-            ours = await asyncio.to_thread(self._is_ours, address)
+            ours = self._is_ours_without_store(address)
+            if ours is None:   # a group's address: whether the group exists is a question for the store
+                ours = await asyncio.to_thread(self._is_ours, address)
         except Exception:
             log.exception("RCPT %s: store unavailable", address)
             return SMTP_OUR_FAULT

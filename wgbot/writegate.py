@@ -12,6 +12,7 @@ meet SQLite's own lock and busy handler.
 
 from __future__ import annotations
 
+import collections
 import os
 import re
 import sqlite3
@@ -19,15 +20,55 @@ import threading
 from typing import Any
 
 _WRITE = re.compile(r"\s*(?:INSERT|UPDATE|DELETE|REPLACE|CREATE|DROP|ALTER)\b", re.IGNORECASE)
-_GATES: dict[str, threading.Lock] = {}
-_GATES_LOCK = threading.Lock()
 TIMEOUT = 30.0  # seconds a writer waits for another thread's transaction (SQLite's busy_timeout is 10 s)
 
 
-def gate_for(path: str) -> threading.Lock:
+class FairLock:
+    """A lock handed to its waiters in the order they came. A plain Lock goes to whichever thread asks first
+    after a release, which is nearly always the thread that released it (it holds the GIL): processing took
+    the file back message after message while the listener's commit (a 250 a client waits for) waited."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._waiters: collections.deque[threading.Event] = collections.deque()
+        self._held = False
+
+    def acquire(self, timeout: float = -1) -> bool:
+        with self._mutex:
+            if not self._held:
+                self._held = True
+                return True
+            turn = threading.Event()
+            self._waiters.append(turn)
+        if turn.wait(None if timeout < 0 else timeout):
+            return True
+        with self._mutex:
+            if turn.is_set():          # handed over just as the wait ran out
+                return True
+            self._waiters.remove(turn)
+            return False
+
+    def release(self) -> None:
+        with self._mutex:
+            if not self._held:
+                raise RuntimeError("release of an unheld FairLock")
+            if self._waiters:
+                self._waiters.popleft().set()   # ownership passes directly: _held stays True
+            else:
+                self._held = False
+
+    def locked(self) -> bool:
+        return self._held
+
+
+_GATES: dict[str, FairLock] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def gate_for(path: str) -> FairLock:
     key = os.path.realpath(path)
     with _GATES_LOCK:
-        return _GATES.setdefault(key, threading.Lock())
+        return _GATES.setdefault(key, FairLock())
 
 
 class GatedCursor(sqlite3.Cursor):
@@ -51,7 +92,7 @@ class GatedCursor(sqlite3.Cursor):
 class GatedConnection(sqlite3.Connection):
     """A sqlite3 connection that holds its file's gate from its first write until commit or rollback."""
 
-    gate: threading.Lock | None = None
+    gate: FairLock | None = None
     holding = False
 
     def cursor(self, factory: Any = None) -> Any:
