@@ -93,3 +93,26 @@ def test_a_listener_that_is_not_wgbot_is_never_used(tmp_path: Path, relay: Relay
     assert run.returncode == 0, run.stderr
     assert other.messages == [] and "inbound 1: done" in run.stdout
     assert [m.rcpt_tos for m in relay.messages] == [["alice@example.com"]]
+
+
+def test_a_bot_that_cannot_store_the_message_makes_the_mta_retry(tmp_path: Path, relay: Relay) -> None:
+    """A running bot that answers 451 (its database is down, say): exit 75 (EX_TEMPFAIL), so the MTA keeps the
+    message and tries again later; nothing is processed in the command instead."""
+    from aiosmtpd.controller import Controller
+
+    class Failing:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            return "451 4.3.0 Temporary failure, try again later"
+
+    bot = BotProcess(tmp_path, relay.port)
+    controller = Controller(Failing(), hostname="127.0.0.1", port=bot.port, server_hostname="lists.example.org",
+                            ident="wgbot ESMTP")
+    controller.start()
+    try:
+        run = process(bot, stdin=mail("", subject="help", msgid="<f1@example.com>"))
+    finally:
+        controller.stop()
+        bot.stop()
+    assert run.returncode == 75, run.stderr
+    assert "could not take it now (451" in run.stderr and "try again later" in run.stderr
+    assert sources(bot) == [] and relay.messages == []
