@@ -74,22 +74,27 @@ def test_local_processes_in_the_command_itself(bot: BotProcess, relay: Relay) ->
     assert "inbound 1: done" in run.stdout and sources(bot) == ["cli"]
 
 
+def process_beside(bot: BotProcess, handler: object, msgid: str, **server: str) -> subprocess.CompletedProcess[str]:
+    """`wgbot process` of a help request while `handler` (not a real bot) listens on the bot's port."""
+    from aiosmtpd.controller import Controller
+
+    controller = Controller(handler, hostname="127.0.0.1", port=bot.port, **server)  # type: ignore[arg-type]
+    controller.start()
+    try:
+        return process(bot, stdin=mail("", subject="help", msgid=msgid))
+    finally:
+        controller.stop()
+        bot.stop()
+
+
 def test_a_listener_that_is_not_wgbot_is_never_used(tmp_path: Path, relay: Relay) -> None:
     """Another SMTP server on the configured port (an MTA, say) must not get the message: it could pass it
     straight back to `wgbot process`. The command processes it itself."""
-    from aiosmtpd.controller import Controller
-
     from tests.helpers import Relay as Other
 
     bot = BotProcess(tmp_path, relay.port)           # configured, not started
     other = Other("127.0.0.1", bot.port)
-    controller = Controller(other, hostname="127.0.0.1", port=bot.port)
-    controller.start()
-    try:
-        run = process(bot, stdin=mail("", subject="help", msgid="<o1@example.com>"))
-    finally:
-        controller.stop()
-        bot.stop()
+    run = process_beside(bot, other, "<o1@example.com>")
     assert run.returncode == 0, run.stderr
     assert other.messages == [] and "inbound 1: done" in run.stdout
     assert [m.rcpt_tos for m in relay.messages] == [["alice@example.com"]]
@@ -98,21 +103,13 @@ def test_a_listener_that_is_not_wgbot_is_never_used(tmp_path: Path, relay: Relay
 def test_a_bot_that_cannot_store_the_message_makes_the_mta_retry(tmp_path: Path, relay: Relay) -> None:
     """A running bot that answers 451 (its database is down, say): exit 75 (EX_TEMPFAIL), so the MTA keeps the
     message and tries again later; nothing is processed in the command instead."""
-    from aiosmtpd.controller import Controller
-
     class Failing:
         async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
             return "451 4.3.0 Temporary failure, try again later"
 
     bot = BotProcess(tmp_path, relay.port)
-    controller = Controller(Failing(), hostname="127.0.0.1", port=bot.port, server_hostname="lists.example.org",
-                            ident="wgbot ESMTP")
-    controller.start()
-    try:
-        run = process(bot, stdin=mail("", subject="help", msgid="<f1@example.com>"))
-    finally:
-        controller.stop()
-        bot.stop()
+    run = process_beside(bot, Failing(), "<f1@example.com>", server_hostname="lists.example.org",
+                         ident="wgbot ESMTP")
     assert run.returncode == 75, run.stderr
     assert "could not take it now (451" in run.stderr and "try again later" in run.stderr
     assert sources(bot) == [] and relay.messages == []
