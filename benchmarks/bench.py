@@ -387,6 +387,53 @@ def bench_intake(sink: Sink, n: int, runs: int) -> None:
               f"{max(rss):.0f} MB) | smtp-source→smtp-sink {median(source):.2f} s | target >= 500 messages/s")
 
 
+def bench_intake_postfix(sink: Sink, n: int, runs: int) -> None:
+    """Intake through a real Postfix (a private instance, as the tests run it): smtp-source injects n messages
+    into Postfix with 20 sessions; Postfix queues them and delivers them to `wgbot run` over LMTP with its own
+    concurrency. The clock stops when all n are committed in wgbot's store. Baseline: the same Postfix relaying
+    the same messages to smtp-sink (Postfix's own limit on this machine). Needs root (Postfix runs as root)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.servers import postfix
+
+    def inject(port: int) -> None:
+        subprocess.run(["smtp-source", "-s", "20", "-d", "-m", str(n), "-l", "4096", "-M", "mx.example",
+                        "-f", "MAILER-DAEMON@mx.example", "-t", "wgbot@lists.example.org", f"127.0.0.1:{port}"],
+                       check=True, stdout=subprocess.DEVNULL)
+
+    times, rss, limit = [], [], []
+    for _ in range(runs):
+        site = Site(sink)
+        try:
+            text = site.config.read_text().replace('[inbound.smtp]\n', '[inbound.smtp]\nprotocol = "lmtp"\n')
+            site.config.write_text(text)
+            site.start()
+            import sqlite3
+
+            with postfix("lists.example.org", f"lmtp:[127.0.0.1]:{site.port}", sink.port) as mta:
+                db = sqlite3.connect(str(site.dir / "wgbot.sqlite3"), timeout=30)
+                start = time.monotonic()
+                inject(mta.smtp_port)
+                deadline = start + 600
+                while db.execute("SELECT count(*) FROM inbound_messages").fetchone()[0] < n:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"Postfix delivered too little to wgbot: {mta.log()[-2000:]}")
+                    time.sleep(0.01)
+                times.append(time.monotonic() - start)
+                db.close()
+            rss.append(site.peak_rss_mb())
+        finally:
+            site.stop()
+        with postfix("lists.example.org", f"smtp:[127.0.0.1]:{sink.port}", sink.port) as mta:
+            before = sink.count()
+            start = time.monotonic()
+            inject(mta.smtp_port)
+            limit.append(sink.wait_for(before + n) - start)
+    w = median(times)
+    print(f"intake-postfix-{n}: wgbot {w:.2f} s ({n / w:,.0f} messages/s persisted, peak RSS {max(rss):.0f} MB) | "
+          f"the same Postfix into smtp-sink {median(limit):.2f} s ({n / median(limit):,.0f}/s) | "
+          f"target >= 500 messages/s")
+
+
 def bench_startup(sink: Sink, runs: int) -> None:
     """`wgbot --help`; `wgbot process` of one message as a whole process, handed to a running `wgbot run` (what
     an MTA pipe does beside the bot) and processed in the command itself (--local, no bot running); each up to
@@ -419,7 +466,8 @@ def bench_startup(sink: Sink, runs: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("which", choices=["all", "fanout", "commands", "import", "digest", "intake", "startup"])
+    parser.add_argument("which", choices=["all", "fanout", "commands", "import", "digest", "intake",
+                                          "intake-postfix", "startup"])
     parser.add_argument("--sizes", default="1000,10000", help="member counts for fan-out and import")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run")
@@ -438,6 +486,7 @@ def main() -> None:
         "import": lambda: bench_import(sink, sizes, runs),
         "digest": lambda: bench_digest(sink, digest_members, digest_posts, runs),
         "intake": lambda: bench_intake(sink, intake, runs),
+        "intake-postfix": lambda: bench_intake_postfix(sink, intake, runs),
         "startup": lambda: bench_startup(sink, runs),
     }
     try:

@@ -68,3 +68,20 @@ def test_many_parts_refused_quickly() -> None:
     with pytest.raises(MessageRefused, match="MIME parts"):
         parse(raw, Caps(max_size=len(raw) + 1))
     assert time.monotonic() - started < 2.0
+
+
+@pytest.mark.parametrize("name", ["Subject", "List-Id", "Auto-Submitted", "Precedence", "X-BeenThere", "X-Loop",
+                                  "Authentication-Results", "Delivered-To", "Return-Path", "X-Original-To",
+                                  "List-Post", "X-Mailer", "Received", "To", "Cc", "Message-ID"])
+@pytest.mark.parametrize("value", ["hello world", "  leading", "trailing  ", "a\r\n b", "a\r\n\tb", "a  b",
+                                   "x (comment) y", "<a@b.example>", "Alice <a@b.example>, bob@c.example",
+                                   "list <x.y.z>", "a\tb", "=?utf-8?q?caf=C3=A9?=", 'quoted "x y"',
+                                   "mx.example; dmarc=pass header.from=x.org", "Zoë", "a,b"])
+def test_the_quick_header_text_is_what_emails_parser_gives(name: str, value: str) -> None:
+    from wgbot import parse as parse_module
+
+    try:
+        expected = str(parse_module._decode_header(name, value))
+    except Exception:
+        expected = value
+    assert parse_module._decoded(name, value) == expected
