@@ -177,7 +177,8 @@ def _plain_unstructured(name: str) -> bool:
     """Whether `name` is an unstructured header to email's registry (its text is its value)."""
     from email.headerregistry import UnstructuredHeader
 
-    kind = email_policy.default.header_factory.registry.get(name.lower())
+    registry: dict[str, type] = getattr(email_policy.default.header_factory, "registry", {})
+    kind = registry.get(name.lower())
     return kind is None or issubclass(kind, UnstructuredHeader)
 
 
