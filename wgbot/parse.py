@@ -177,7 +177,9 @@ def _plain_unstructured(name: str) -> bool:
     """Whether `name` is an unstructured header to email's registry (its text is its value)."""
     from email.headerregistry import UnstructuredHeader
 
-    registry: dict[str, type] = getattr(email_policy.default.header_factory, "registry", {})
+    registry: dict[str, type] | None = getattr(email_policy.default.header_factory, "registry", None)
+    if registry is None:      # not the email package we know: always take the careful way
+        return False
     kind = registry.get(name.lower())
     return kind is None or issubclass(kind, UnstructuredHeader)
 
