@@ -264,6 +264,10 @@ def slugify(name: str) -> str:
     return slug.strip("-")
 
 
+def _group_by_slug(_insert: Any) -> Any:
+    return select(Group).where(Group.slug == bindparam("b_slug"))
+
+
 def find_group(session: Session, value: str) -> Group | None:
     """The group whose slug or exact name is `value`; look-alike and invisible characters never match."""
     text = unicodedata.normalize("NFKC", value).strip()
@@ -271,7 +275,7 @@ def find_group(session: Session, value: str) -> Group | None:
         return None
     lowered = text.casefold()
     if _SLUG_CHARS.match(lowered):
-        group = session.scalar(select(Group).where(Group.slug == lowered))
+        group: Group | None = session.scalar(prepared(session, _group_by_slug), {"b_slug": lowered})
         if group is not None:
             return group
     if not text.isprintable():

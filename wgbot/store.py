@@ -28,6 +28,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    bindparam,
     create_engine,
     event,
     select,
@@ -454,7 +455,11 @@ def audit(session: Session, now: dt.datetime, actor: str, action: str, group_slu
 
 
 def get_member(session: Session, address: str) -> Member | None:
-    return session.scalar(select(Member).where(Member.address_key == address_key(address)))
+    return session.scalar(prepared(session, _member_by_key), {"b_key": address_key(address)})  # type: ignore[no-any-return]
+
+
+def _member_by_key(_insert: Any) -> Any:
+    return select(Member).where(Member.address_key == bindparam("b_key"))
 
 
 def get_or_create_member(session: Session, address: str, now: dt.datetime) -> Member:
