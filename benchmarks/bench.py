@@ -2,14 +2,15 @@
 
     python -m benchmarks.bench all                  # everything at the default sizes
     python -m benchmarks.bench fanout --sizes 1000,10000,100000 --runs 3
-    python -m benchmarks.bench commands|import|digest|intake|startup
+    python -m benchmarks.bench commands|import|digest|intake|intake-postfix|startup
     python -m benchmarks.bench all --smoke          # tiny sizes, one run (what CI may run)
 
 Every figure is a median of --runs runs. Each benchmark prints two baselines measured in the same run on the
 same message size and count: Postfix's smtp-source into smtp-sink (the physical limit of loopback SMTP) and
 Python's smtplib over one connection into the same sink; then wgbot's time and the ratios. Peak RSS is the
 bot process's high-water mark (VmHWM). Needs the postfix package (smtp-source, smtp-sink) and root or a
-user smtp-sink may run as.
+user smtp-sink may run as; intake-postfix also starts a private Postfix (root). The machine's speed can vary
+between runs: compare wgbot with the baselines of the same run.
 """
 
 from __future__ import annotations
