@@ -511,7 +511,10 @@ class Deliverer:
         self.last_sweep = 0.0
 
     def start(self) -> None:
-        release_dead_leases(self.sessions, self.now())
+        try:
+            release_dead_leases(self.sessions, self.now())
+        except Exception:   # the store is down: the workers retry, and sweep again within a minute
+            log.exception("could not release the leases of dead deliverers; trying again later")
         self.last_sweep = time.monotonic()
         for thread in self.threads:
             thread.start()
