@@ -354,6 +354,20 @@ def bench_digest(sink: Sink, members: int, posts: int, runs: int) -> None:
     report(f"digest-{members}x{posts}", members, times, source, stdlib, "digests", rss)
 
 
+def lmtp_site(sink: Sink) -> Site:
+    """A bot whose listener speaks LMTP (not started yet)."""
+    site = Site(sink)
+    site.config.write_text(site.config.read_text().replace('[inbound.smtp]\n', '[inbound.smtp]\nprotocol = "lmtp"\n'))
+    return site
+
+
+def inject_bounces(port: int, n: int, sessions: int, lmtp: bool = False) -> None:
+    """smtp-source: n 4 KB messages from MAILER-DAEMON to the bot's address (cheap to process)."""
+    subprocess.run(["smtp-source", *(["-L"] if lmtp else []), "-s", str(sessions), "-d", "-m", str(n), "-l", "4096",
+                    "-M", "mx.example", "-f", "MAILER-DAEMON@mx.example", "-t", "wgbot@lists.example.org",
+                    f"127.0.0.1:{port}"], check=True, stdout=subprocess.DEVNULL)
+
+
 def bench_intake(sink: Sink, n: int, runs: int) -> None:
     """LMTP intake: smtp-source speaking LMTP (as Postfix's lmtp client does) into `wgbot run`, with 4 and with 20
     sessions (20 is Postfix's default_destination_concurrency_limit, which lmtp_destination_concurrency_limit
@@ -362,15 +376,11 @@ def bench_intake(sink: Sink, n: int, runs: int) -> None:
     for sessions in (4, 20):
         times, rss, source = [], [], []
         for _ in range(runs):
-            site = Site(sink)
+            site = lmtp_site(sink)
             try:
-                text = site.config.read_text().replace('[inbound.smtp]\n', '[inbound.smtp]\nprotocol = "lmtp"\n')
-                site.config.write_text(text)
                 site.start()
                 start = time.monotonic()
-                subprocess.run(["smtp-source", "-L", "-s", str(sessions), "-d", "-m", str(n), "-l", "4096", "-M",
-                                "mx.example", "-f", "MAILER-DAEMON@mx.example", "-t", "wgbot@lists.example.org",
-                                f"127.0.0.1:{site.port}"], check=True, stdout=subprocess.DEVNULL)
+                inject_bounces(site.port, n, sessions, lmtp=True)
                 times.append(time.monotonic() - start)
                 rss.append(site.peak_rss_mb())
                 from sqlalchemy import func, select
@@ -394,26 +404,20 @@ def bench_intake_postfix(sink: Sink, n: int, runs: int) -> None:
     concurrency. The clock stops when all n are committed in wgbot's store. Baseline: the same Postfix relaying
     the same messages to smtp-sink (Postfix's own limit on this machine). Needs root (Postfix runs as root)."""
     sys.path.insert(0, str(ROOT))
-    from tests.servers import postfix
+    import sqlite3
 
-    def inject(port: int) -> None:
-        subprocess.run(["smtp-source", "-s", "20", "-d", "-m", str(n), "-l", "4096", "-M", "mx.example",
-                        "-f", "MAILER-DAEMON@mx.example", "-t", "wgbot@lists.example.org", f"127.0.0.1:{port}"],
-                       check=True, stdout=subprocess.DEVNULL)
+    from tests.servers import postfix
 
     times, rss, limit = [], [], []
     for _ in range(runs):
-        site = Site(sink)
+        site = lmtp_site(sink)
         try:
-            text = site.config.read_text().replace('[inbound.smtp]\n', '[inbound.smtp]\nprotocol = "lmtp"\n')
-            site.config.write_text(text)
             site.start()
-            import sqlite3
 
             with postfix("lists.example.org", f"lmtp:[127.0.0.1]:{site.port}", sink.port) as mta:
                 db = sqlite3.connect(str(site.dir / "wgbot.sqlite3"), timeout=30)
                 start = time.monotonic()
-                inject(mta.smtp_port)
+                inject_bounces(mta.smtp_port, n, 20)
                 deadline = start + 600
                 while db.execute("SELECT count(*) FROM inbound_messages").fetchone()[0] < n:
                     if time.monotonic() > deadline:
@@ -427,7 +431,7 @@ def bench_intake_postfix(sink: Sink, n: int, runs: int) -> None:
         with postfix("lists.example.org", f"smtp:[127.0.0.1]:{sink.port}", sink.port) as mta:
             before = sink.count()
             start = time.monotonic()
-            inject(mta.smtp_port)
+            inject_bounces(mta.smtp_port, n, 20)
             limit.append(sink.wait_for(before + n) - start)
     w = median(times)
     print(f"intake-postfix-{n}: wgbot {w:.2f} s ({n / w:,.0f} messages/s persisted, peak RSS {max(rss):.0f} MB) | "
