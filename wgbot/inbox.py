@@ -104,16 +104,26 @@ class Outcome:
     mail: bool = False      # something was queued for delivery (a reply, a notice, a post's copies)
 
 
-def _envelope(row: Stored | InboundMessage) -> str | None:
+@dataclass(frozen=True)
+class Stored:
+    """What processing reads of a stored message."""
+
+    id: int
+    raw: bytes
+    recipient: str
+    envelope_from: str
+
+
+def _envelope(row: Stored) -> str | None:
     """The stored envelope sender: None when unknown, "<>" for the null sender."""
     return row.envelope_from or None
 
 
-def _reply_to(row: Stored | InboundMessage, msg: Message) -> str:
+def _reply_to(row: Stored, msg: Message) -> str:
     return row.envelope_from if row.envelope_from not in ("", "<>") else msg.sender
 
 
-def _handle(session: Session, cfg: Config, row: Stored | InboundMessage, now: dt.datetime) -> Outcome:
+def _handle(session: Session, cfg: Config, row: Stored, now: dt.datetime) -> Outcome:
     """Process one stored message inside the caller's transaction."""
     queued: list[int] = []
     msg = parse(row.raw, caps_for(cfg))
@@ -132,7 +142,7 @@ def _handle(session: Session, cfg: Config, row: Stored | InboundMessage, now: dt
     raise MessageRefused(f"mail to {dest.kind.value} addresses ({row.recipient}) is not handled yet in this version")
 
 
-def _context(session: Session, cfg: Config, row: Stored | InboundMessage, msg: Message, dest: Destination,
+def _context(session: Session, cfg: Config, row: Stored, msg: Message, dest: Destination,
              now: dt.datetime) -> commands.Context:
     from wgbot.rules import cached_rules
     from wgbot.workgroups import trusted_dmarc_pass
@@ -143,7 +153,7 @@ def _context(session: Session, cfg: Config, row: Stored | InboundMessage, msg: M
                             trusted=trusted_dmarc_pass(cfg, msg.all("authentication-results"), msg.sender))
 
 
-def _list_mail(session: Session, cfg: Config, row: Stored | InboundMessage, msg: Message, dest: Destination,
+def _list_mail(session: Session, cfg: Config, row: Stored, msg: Message, dest: Destination,
                verdict: gate.Verdict, now: dt.datetime) -> Outcome:
     """Mail to a group's list, owner or bounce address."""
     from wgbot import lists
@@ -169,7 +179,7 @@ def _list_mail(session: Session, cfg: Config, row: Stored | InboundMessage, msg:
     return Outcome(status, outcome, [])
 
 
-def _run_commands(session: Session, cfg: Config, row: Stored | InboundMessage, msg: Message, dest: Destination,
+def _run_commands(session: Session, cfg: Config, row: Stored, msg: Message, dest: Destination,
                   now: dt.datetime) -> Outcome:
     ctx = _context(session, cfg, row, msg, dest, now)
     trusted = ctx.trusted
@@ -217,7 +227,7 @@ def _approval_reply(ctx: commands.Context, token: str) -> tuple[list[tuple[str, 
     return [(line, decide(ctx, token, decision, reason))], "replies/results.txt"
 
 
-def _answer_refused(session: Session, cfg: Config, row: Stored | InboundMessage, reason: str, now: dt.datetime) -> None:
+def _answer_refused(session: Session, cfg: Config, row: Stored, reason: str, now: dt.datetime) -> None:
     """Tell the sender why their message could not be read, where that is safe (its headers pass the gate)."""
     head = parse_headers(row.raw, caps_for(cfg))
     if head is None:
@@ -232,16 +242,6 @@ def _answer_refused(session: Session, cfg: Config, row: Stored | InboundMessage,
         reply = compose(cfg, "replies/refused.txt", {"reason": reason, "address": head.sender}, to=[to],
                         parent=head, auto_submitted="auto-replied", now=now)
         enqueue(session, reply, [to], cfg.network.bot_address, now, kind="refused", inbound_id=row.id)
-
-
-@dataclass(frozen=True)
-class Stored:
-    """What processing reads of a stored message."""
-
-    id: int
-    raw: bytes
-    recipient: str
-    envelope_from: str
 
 
 def _claim_inbound(_insert: Any) -> Any:
@@ -293,7 +293,8 @@ def process_one(sessions: sessionmaker[Session], cfg: Config, row_id: int, now: 
             stored.processed_at = now
             audit(session, now, "wgbot", "quarantine", detail_inbound=stored.id, reason=reason[:500])
             if isinstance(exc, MessageRefused):
-                _answer_refused(session, cfg, stored, reason, now)
+                _answer_refused(session, cfg, Stored(stored.id, stored.raw, stored.recipient, stored.envelope_from),
+                                reason, now)
         result = Outcome(InboundStatus.QUARANTINED.value, reason, [])
         if not isinstance(exc, MessageRefused):
             log.error("inbound %d: fault while processing, quarantined: %s", row_id, reason, exc_info=exc)

@@ -274,15 +274,15 @@ def _claim(sessions: sessionmaker[Session], cfg: Config, now: dt.datetime,
         if only is None:
             rows = conn.execute(prepared(conn, _claim_due), params).all()
         else:
-            rows = conn.execute(_claim_statement(conn.dialect.name, only), params).all()
+            rows = conn.execute(_claim_statement(only), params).all()
     return sorted(rows, key=lambda row: row.id)
 
 
 def _claim_due(_insert: Any) -> Any:
-    return _claim_statement(None, None)
+    return _claim_statement(None)
 
 
-def _claim_statement(dialect: str | None, only: list[int] | None) -> Any:
+def _claim_statement(only: list[int] | None) -> Any:
     t = _ENTRIES
     free = or_(t.c.lease_until.is_(None), t.c.lease_until < bindparam("b_now"))
     due = (select(t.c.id).where(t.c.status == OutboxStatus.QUEUED.value, t.c.next_attempt_at <= bindparam("b_now"),

@@ -127,6 +127,18 @@ def _plain_address(value: str | Address) -> str | None:
     return f"{name} <{addr}>" if name else addr
 
 
+def _plain_addresses(sender: str | Address, recipients: list[str | Address],
+                     reply_to: str | None) -> list[tuple[str, str]] | None:
+    """From, To and Reply-To written plainly, or None when one of them needs quoting or encoding."""
+    plain_from = _plain_address(sender)
+    plain_to = [_plain_address(a) for a in recipients]
+    plain_reply_to = _plain_address(reply_to) if reply_to else None
+    if plain_from is None or None in plain_to or (reply_to and plain_reply_to is None):
+        return None
+    fields = [("From", plain_from), ("To", ", ".join(str(a) for a in plain_to))]
+    return fields + ([("Reply-To", str(plain_reply_to))] if reply_to else [])
+
+
 def _fast_bytes(fields: list[tuple[str, str]], body: str) -> bytes | None:
     """The bytes email.generator would write for these fields and a text/plain body, when nothing needs
     encoding or folding: ASCII only, every line within 78 characters, no encoded-word lookalike. Writing them
@@ -164,41 +176,23 @@ def compose(
     sender_value: str | Address = sender if sender else Address(
         display_name=clean_header_text(cfg.network.name, 100), addr_spec=cfg.network.bot_address)
     recipients = list(to)
-    fields: list[tuple[str, str]] = []
-    plain_from = _plain_address(sender_value)
-    plain_to = [_plain_address(a) for a in recipients]
-    plain_reply_to = _plain_address(reply_to) if reply_to else ""
-    fast = plain_from is not None and None not in plain_to and plain_reply_to is not None
-    if fast:
-        fields.append(("From", str(plain_from)))
-        fields.append(("To", ", ".join(str(a) for a in plain_to)))
-        if reply_to:
-            fields.append(("Reply-To", str(plain_reply_to)))
-    else:
-        fields += [("From", ""), ("To", "")] + ([("Reply-To", "")] if reply_to else [])
-    fields.append(("Subject", subject))
-    fields.append(("Date", utils.format_datetime(now.astimezone(dt.UTC))))
-    fields.append(("Message-ID", utils.make_msgid(domain=cfg.network.list_domain)))
+    others = [("Subject", subject), ("Date", utils.format_datetime(now.astimezone(dt.UTC))),
+              ("Message-ID", utils.make_msgid(domain=cfg.network.list_domain))]
     if parent is not None and parent.message_id:
-        fields.append(("In-Reply-To", parent.message_id))
         refs = parent.references or parent.in_reply_to
-        fields.append(("References", f"{refs} {parent.message_id}".strip()))
-    fields.append(("Auto-Submitted", auto_submitted))
-    fields.append(("X-Loop", cfg.network.bot_address))
-    for name, value in (extra_headers or {}).items():
-        fields.append((name, clean_header_text(value, 900)))
-    raw = _fast_bytes(fields, body) if fast else None
-    if raw is not None:
-        return Composed(tuple(fields), raw)
+        others += [("In-Reply-To", parent.message_id), ("References", f"{refs} {parent.message_id}".strip())]
+    others += [("Auto-Submitted", auto_submitted), ("X-Loop", cfg.network.bot_address)]
+    others += [(name, clean_header_text(value, 900)) for name, value in (extra_headers or {}).items()]
+    plain = _plain_addresses(sender_value, recipients, reply_to)
+    raw = _fast_bytes(plain + others, body) if plain is not None else None
+    if plain is not None and raw is not None:
+        return Composed(tuple(plain + others), raw)
     msg = EmailMessage(policy=POLICY)
-    for name, value in fields:
-        if name == "From":
-            msg["From"] = _address(sender_value)
-        elif name == "To":
-            msg["To"] = [_address(a) for a in recipients]
-        elif name == "Reply-To":
-            msg["Reply-To"] = _address(str(reply_to))
-        else:
-            msg[name] = value
+    msg["From"] = _address(sender_value)
+    msg["To"] = [_address(a) for a in recipients]
+    if reply_to:
+        msg["Reply-To"] = _address(reply_to)
+    for name, value in others:
+        msg[name] = value
     msg.set_content(body, charset="utf-8")
     return Composed(tuple((k, str(v)) for k, v in msg.items()), msg.as_bytes(policy=POLICY))
