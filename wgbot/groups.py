@@ -43,6 +43,11 @@ def create_group(session: Session, cfg: Config, name: str, *, contact: str, orga
         raise UsageError(f"cannot use the name {name!r}: {problem}")
     if session.scalar(select(Group.id).where(Group.slug == slug)) is not None:
         raise UsageError(f"a group with the short name {slug!r} exists already")
+    from wgbot.names import name_problem
+
+    problem = name_problem(session, name)
+    if problem:
+        raise UsageError(f"cannot use the name {name!r}: {problem}")
     code = ""
     if country:
         found = normalise_country(country)

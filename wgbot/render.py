@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import textwrap
+import zoneinfo
 from collections.abc import Iterable
 from dataclasses import dataclass
 from email import policy, utils
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import jinja2.runtime
 
 from wgbot.config import Config
 from wgbot.parse import Message, clean_header_text
@@ -43,7 +45,31 @@ def _environment(override: str) -> jinja2.Environment:
     )
     env.filters["indent_block"] = lambda s, n=2: "\n".join((" " * n + line) if line else line
                                                              for line in str(s).splitlines())
+    env.filters["day"] = _day_filter
     return env
+
+
+def day(value: dt.date | dt.datetime, timezone: str = "UTC", *, year: bool = True, time: bool = False) -> str:
+    """A date as people write it: `1 November 2027` (no leading zero), a moment in the network's timezone
+    (`1 November 2027 at 09:00 CET` with `time`). English month names, whatever the machine's locale."""
+    if isinstance(value, dt.datetime):
+        value = value.astimezone(zoneinfo.ZoneInfo(timezone)) if value.tzinfo else value
+    text = f"{value.day} {_MONTHS[value.month - 1]}" + (f" {value.year}" if year else "")
+    if time and isinstance(value, dt.datetime):
+        text += f" at {value:%H:%M} {value.tzname() or timezone}"
+    return text
+
+
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December")
+
+
+@jinja2.pass_context
+def _day_filter(context: jinja2.runtime.Context, value: dt.date | dt.datetime, year: bool = True,
+                time: bool = False) -> str:
+    """`{{ d | day }}`: the template's network timezone comes from its `network` (every template has it)."""
+    network = context.get("network")
+    return day(value, getattr(network, "timezone", "") or "UTC", year=year, time=time)
 
 
 def environment(cfg: Config | None = None) -> jinja2.Environment:

@@ -32,6 +32,7 @@ from sqlalchemy import (
     create_engine,
     event,
     select,
+    true,
 )
 from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
@@ -153,6 +154,8 @@ class Membership(Base):
     moderated: Mapped[bool] = mapped_column(Boolean, default=False)
     digest_format: Mapped[str] = mapped_column(String(8), default="mime")   # mime (RFC 2046) or plain (RFC 1153)
     joined_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    # False while a support's organisation waits for the office (wgbot.organisations): it does not count.
+    verified: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
 
     group: Mapped[Group] = relationship(back_populates="memberships")
     member: Mapped[Member] = relationship(back_populates="memberships")
@@ -369,6 +372,18 @@ def secret_key(session: Session) -> bytes:
         session.add(row)
         session.flush()
     return bytes.fromhex(row.value)
+
+
+class Organisation(Base):
+    """The network's register of member organisations and their mail domains (`wgbot organisations import`)."""
+
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_key: Mapped[str] = mapped_column(String(200), unique=True)
+    country: Mapped[str] = mapped_column(String(2), default="")
+    domains: Mapped[str] = mapped_column(Text, default="")     # lower-case domains, separated by spaces
 
 
 class ReplyCount(Base):

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from wgbot.config import Config
 from wgbot.route import verp_decode
-from wgbot.store import Group, audit, get_member, membership, secret_key
+from wgbot.store import Group, get_member, membership, secret_key
 
 log = logging.getLogger("wgbot.web")
 _PATH = re.compile(r"^/unsubscribe/([a-z0-9-]{1,40})/([^/\s]{3,400})/([0-9a-f]{32})$")
@@ -64,8 +64,11 @@ def handle(sessions: sessionmaker[Session], cfg: Config, method: str, path: str,
         if b"List-Unsubscribe=One-Click" not in body:
             return "400 Bad Request", _page("Bad request", "The request did not ask to unsubscribe.")
         assert group is not None
-        session.delete(ms)
-        audit(session, now, address, "one-click-unsubscribe", slug, rule="RFC 8058")
+        from wgbot.leaving import unsubscribe
+
+        if unsubscribe(session, cfg, group, address, now) == "last_contact":
+            return "200 OK", _page(f"You are the last contact of {name}", "Leave by email instead, naming a "
+                                   f"replacement: send 'leave {slug}' with a line 'Replacement: ADDRESS'.")
     log.info("one-click unsubscribe: %s left %s", address, slug)
     return "200 OK", _page(f"You have left {name}", f"{address} will receive no more mail from {name}.")
 

@@ -31,6 +31,7 @@ from wgbot.commands import (
     slugify,
 )
 from wgbot.config import Config
+from wgbot.names import name_problem
 from wgbot.outbox import enqueue
 from wgbot.render import compose
 from wgbot.store import (
@@ -350,6 +351,9 @@ def cmd_propose(ctx: Context, line: Line) -> Result:
     existing = ctx.session.scalar(select(Group).where(Group.slug == slug))
     if existing is not None:
         return ctx.result("propose", False, "exists", group=existing)
+    problem = name_problem(ctx.session, name)
+    if problem:
+        return ctx.result("propose", False, "bad_name", value=shown(name), problem=problem)
     fields, error = _fields(ctx, "propose", line)
     if error:
         return error
@@ -372,6 +376,9 @@ def _apply_propose(ctx: Context, row: PendingAction, _: Group | None) -> Result:
     slug = slugify(p["name"])
     if ctx.session.scalar(select(Group.id).where(Group.slug == slug)) is not None:
         return ctx.result("propose", False, "exists", group=ctx.session.scalar(select(Group).where(Group.slug == slug)))
+    problem = name_problem(ctx.session, p["name"])
+    if problem:  # a look-alike proposed and confirmed in the meantime
+        return ctx.result("propose", False, "bad_name", value=shown(p["name"]), problem=problem)
     group = Group(slug=slug, name=p["name"], status=GroupStatus.FORMING.value, introduction=p.get("introduction", ""),
                   proposer=p["address"], proposal_ref=row.public_ref, created_at=ctx.now)
     ctx.session.add(group)
@@ -551,6 +558,12 @@ def _apply_withdraw(ctx: Context, row: PendingAction, group: Group | None) -> Re
                                                             PendingAction.used_at.is_(None)))
     if target is None:
         return ctx.result("withdraw", False, "unknown", ref=ref)
+    if (target.action == "approval" and target.payload.get("kind") == "group" and group is not None
+            and group.status in (GroupStatus.FORMING.value, GroupStatus.PENDING.value)):
+        # The approval request's reference names the proposal as well as the group's own: withdrawing it
+        # withdraws the proposal (else it would wait for ever for a decision nobody can take, its slug taken).
+        close_group(ctx, group, f"withdrawn by its proposer {row.payload['address']} ({ref})")
+        return ctx.result("withdraw", True, "done", ref=ref, what=group.name)
     target.used_at = ctx.now
     target.outcome = "withdrawn"
     audit(ctx.session, ctx.now, row.payload["address"], "withdrawn", group.slug if group else "", ref=ref)
@@ -636,37 +649,13 @@ def cmd_leave(ctx: Context, line: Line) -> Result:
 
 def _apply_leave(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     assert group is not None
-    leaver = row.payload["address"]
-    member = get_member(ctx.session, leaver)
-    ms = membership(ctx.session, group, member) if member else None
-    if ms is None:
-        return ctx.result("confirm", True, "left", ref=row.public_ref, group=group)
-    was_contact = ms.role == Role.CONTACT.value
-    replacement = row.payload.get("replacement", "")
-    if replacement:
-        add_member(ctx, group, replacement, {}, role=Role.CONTACT.value)
-        tell(ctx, ctx.rules.notify.contact_changed, group, "notices/contact_changed.txt",
-             {"verb": "add", "address": replacement, "by": leaver}, exclude=[leaver])
-    ctx.session.delete(ms)
-    ctx.session.flush()
-    audit(ctx.session, ctx.now, leaver, "leave", group.slug, ref=row.public_ref, replacement=replacement)
-    outcome = "left"
-    if was_contact and not contacts(ctx.session, group) and group.status != GroupStatus.CLOSED.value:
-        if group.status in (GroupStatus.FORMING.value, GroupStatus.PENDING.value):
-            close_group(ctx, group, f"its proposer {leaver} left")
-            outcome = "left_closed"
-        elif ctx.rules.contacts.last_leaves == "close":
-            close_group(ctx, group, f"its last {ctx.rules.network.contact} {leaver} left (contacts.last_leaves=close)")
-            outcome = "left_closed"
-        else:
-            request_approval(ctx, "keep_group", group, leaver, list(ctx.cfg.network.secretariat),
-                             "contacts.last_leaves=ask_secretariat",
-                             f"keep {group.name} open without a {ctx.rules.network.contact} (approve) "
-                             f"or close it (reject)")
-            outcome = "left_asked"
-    elif group.status == GroupStatus.FORMING.value:
-        evaluate_formation(ctx, group)
-    return ctx.result("confirm", True, outcome, ref=row.public_ref, group=group)
+    from wgbot.leaving import leave
+
+    outcome = leave(ctx, group, row.payload["address"], row.payload.get("replacement", ""), row.public_ref)
+    if outcome == "last_contact":
+        return ctx.result("leave", False, "last_contact", group=group)
+    return ctx.result("confirm", True, "left" if outcome == "not_member" else outcome, ref=row.public_ref,
+                      group=group)
 
 
 ACTIONS.update({

@@ -152,7 +152,7 @@ def test_igf_draft_output_deadline(site_factory: Any) -> None:
     site.tick("2027-11-02T09:00")
     site.tick("2027-11-02T09:00")
     assert len(site.to("fac2@ngo.example", "was not received")) == 1
-    assert len(site.to("office@example.org", "BPF Gender: the draft output due 01 November 2027 was not received")) == 1
+    assert len(site.to("office@example.org", "BPF Gender: the draft output due 1 November 2027 was not received")) == 1
     assert not site.to("fac1@ngo.example", "was not received")
     # The approved draft went to the list, and a month of public comment is open.
     assert site.to("fac1@ngo.example", "[bpf-cybersecurity]")
