@@ -276,6 +276,38 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_organisations(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from wgbot.organisations import RegisterError, import_register
+    from wgbot.store import Organisation
+
+    cfg = load(args)
+    sessions = open_store(cfg)
+    if args.action == "list":
+        with sessions() as session:
+            rows = [{"name": o.name, "country": o.country, "domains": o.domains}
+                    for o in session.scalars(select(Organisation).order_by(Organisation.name))]
+        if args.json:
+            print(json.dumps(rows, indent=2, ensure_ascii=False))
+        else:
+            _print_table(rows, ["name", "country", "domains"])
+        return EXIT_OK
+    if not args.file:
+        raise Fail("organisations import: give the CSV file (columns name,country,domains)", EXIT_USAGE)
+    try:
+        with sessions.begin() as session:
+            result = import_register(session, Path(args.file), utcnow())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Fail(f"{args.file}: cannot read: {exc}") from exc
+    except RegisterError as exc:
+        problems = "\n".join(f"  {args.file}: {p}" for p in exc.problems[:20])
+        raise Fail(f"{args.file}: nothing was imported:\n{problems}") from None
+    print(f"{args.file}: {result.rows} organisation(s): {result.added} added, {result.updated} updated, "
+          f"{result.rows - result.added - result.updated} unchanged")
+    return EXIT_OK
+
+
 def cmd_tick(args: argparse.Namespace) -> int:
     from wgbot import outbox
     from wgbot.schedule import tick
@@ -619,6 +651,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("group", metavar="GROUP", help="the group's slug or name")
     p.add_argument("file", metavar="FILE.csv", help="the CSV file (UTF-8)")
     p.set_defaults(func=cmd_import)
+
+    p = sub.add_parser("organisations", help="the register of member organisations and their mail domains",
+                       description="The network's register of member organisations. `import FILE.csv` adds or "
+                                   "updates organisations from a CSV file with a header row name,country,domains "
+                                   "(domains separated by spaces, e.g. \"comune.bologna.it bologna.it\"); all or "
+                                   "nothing; importing again changes nothing. With a register, a support of a "
+                                   "proposal counts only when the sender's mail domain belongs to the organisation "
+                                   "named; otherwise the secretariat is asked to accept it first.")
+    p.add_argument("action", choices=["import", "list"], help="import a CSV file, or list the register")
+    p.add_argument("file", nargs="?", metavar="FILE.csv", help="import: the CSV file (UTF-8)")
+    p.add_argument("--json", action="store_true", help="list: print JSON")
+    p.set_defaults(func=cmd_organisations)
 
     p = sub.add_parser("groups", help="list the groups", description="List the groups.")
     p.add_argument("--json", action="store_true", help="print JSON")

@@ -451,12 +451,16 @@ def _contacts(session: Session, group: Group) -> list[Member]:
 
 
 def _by_country(session: Session, group: Group) -> list[tuple[str, list[str]]]:
+    from wgbot.organisations import spellings, spelt
+
     rows = session.execute(select(Member.country, Member.organisation).join(Membership)
                            .where(Membership.group_id == group.id).distinct()).all()
     table: dict[str, set[str]] = {}
+    spelling = spellings(session)
     for country, org in rows:
         if org:
-            table.setdefault(country_name(country) if country else "(country not given)", set()).add(org)
+            table.setdefault(country_name(country) if country else "(country not given)", set()).add(
+                spelt(spelling, org))
     return sorted((c, sorted(orgs)) for c, orgs in table.items())
 
 
@@ -528,7 +532,10 @@ def cmd_who(ctx: Context, line: Line) -> Result:
     me = get_member(ctx.session, ctx.sender)
     my = membership(ctx.session, group, me) if me else None
     privileged = ctx.is_secretariat() or (my is not None and my.role == Role.CONTACT.value)
-    members = [{"address": m.address if privileged else "", "organisation": m.organisation,
+    from wgbot.organisations import spellings, spelt
+
+    spelling = spellings(ctx.session)
+    members = [{"address": m.address if privileged else "", "organisation": spelt(spelling, m.organisation),
                 "country": m.country, "role": role} for m, role in rows]
     return ctx.result("who", True, "ok", group=group, members=members, privileged=privileged)
 

@@ -14,6 +14,7 @@ from wgbot.commands import slugify
 from wgbot.config import Config
 from wgbot.countries import normalise_country
 from wgbot.errors import UsageError
+from wgbot.organisations import canonical, spellings, spelt
 from wgbot.route import RESERVED_LOCALS, SUFFIXES
 from wgbot.store import Delivery, Group, GroupStatus, Member, Membership, Role, audit, get_or_create_member
 
@@ -60,7 +61,7 @@ def create_group(session: Session, cfg: Config, name: str, *, contact: str, orga
     session.add(group)
     member = get_or_create_member(session, contact, now)
     if organisation:
-        member.organisation = organisation
+        member.organisation = canonical(session, organisation)
     if code:
         member.country = code
     session.flush()
@@ -79,11 +80,12 @@ def list_groups(session: Session) -> list[dict[str, Any]]:
     contacts: dict[int, list[str]] = {}
     orgs: dict[int, dict[str, None]] = {}
     countries: dict[int, dict[str, None]] = {}
+    table = spellings(session)
     for gid, role, address, org, country in rows:
         if role == Role.CONTACT.value:
             contacts.setdefault(gid, []).append(address)
         if org:
-            orgs.setdefault(gid, {})[org] = None
+            orgs.setdefault(gid, {})[spelt(table, org)] = None
         if country:
             countries.setdefault(gid, {})[country] = None
     return [{"slug": g.slug, "name": g.name, "status": g.status, "contacts": contacts.get(g.id, []),
@@ -96,5 +98,6 @@ def list_members(session: Session, group: Group) -> list[dict[str, Any]]:
     rows = session.execute(select(Member.address, Member.name, Member.organisation, Member.country, Membership.role,
                                   Membership.delivery).join(Membership).where(Membership.group_id == group.id)
                            .order_by(Membership.role, Membership.id)).all()
-    return [{"address": a, "name": n, "organisation": o, "country": c, "role": r, "delivery": d}
+    table = spellings(session)
+    return [{"address": a, "name": n, "organisation": spelt(table, o), "country": c, "role": r, "delivery": d}
             for a, n, o, c, r, d in rows]

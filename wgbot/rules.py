@@ -193,6 +193,7 @@ class Supporter:
     organisation: str
     country: str
     address: str = ""        # counts as its own organisation when none is given (networks that do not ask)
+    verified: bool = True    # False while the office has not accepted an organisation the register cannot confirm
 
 
 def org_key(name: str) -> str:
@@ -209,7 +210,7 @@ def _plural(n: int, word: str) -> str:
 def count_supporters(supporters: list[Supporter]) -> tuple[int, int]:
     """(distinct organisations, distinct countries among them)."""
     orgs: dict[str, str] = {}
-    for s in supporters:
+    for s in (s for s in supporters if s.verified):
         key = org_key(s.organisation) if s.organisation else "<" + s.address.lower() + ">"
         orgs.setdefault(key, s.country)
     return len(orgs), len({c for c in orgs.values() if c})
@@ -220,13 +221,17 @@ def formation(rules: Rules, supporters: list[Supporter]) -> Decision:
     f = rules.formation
     org_word = rules.network.organisation
     orgs, countries = count_supporters(supporters)
+    waiting = [s for s in supporters if not s.verified]
+    unverified = (" Unverified, not counted until the secretariat accepts them: " + ", ".join(
+        (s.organisation or s.address) + (f" ({country_name(s.country)})" if s.country else "") for s in waiting)
+        + ".") if waiting else ""
     rule = f"formation.min_organisations={f.min_organisations}"
     if f.min_countries:
         rule += f", formation.min_countries={f.min_countries}"
     if orgs >= f.min_organisations and countries >= f.min_countries:
         return Decision(True, rule, f"{_plural(orgs, org_word)} in {_plural(countries, 'country')} support it; "
                                     f"{rules.network.name} needs {f.min_organisations}"
-                                    + (f" in {f.min_countries} countries" if f.min_countries else ""))
+                                    + (f" in {f.min_countries} countries" if f.min_countries else "") + unverified)
     have = f"{_plural(orgs, org_word)}" + (f" in {_plural(countries, 'country')}" if f.min_countries else "")
     needed = []
     if orgs < f.min_organisations:
@@ -237,7 +242,7 @@ def formation(rules: Rules, supporters: list[Supporter]) -> Decision:
         needed.append(f"support from {_plural(f.min_countries - countries, 'more country')}{where}")
     return Decision(False, rule, f"{rules.network.name} needs {_plural(f.min_organisations, org_word)}"
                                  + (f" in at least {f.min_countries} countries" if f.min_countries else "")
-                                 + f"; it has {have}. Still needed: {' and '.join(needed)}.")
+                                 + f"; it has {have}. Still needed: {' and '.join(needed)}." + unverified)
 
 
 def words(text: str) -> int:

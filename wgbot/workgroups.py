@@ -32,6 +32,7 @@ from wgbot.commands import (
 )
 from wgbot.config import Config
 from wgbot.names import name_problem
+from wgbot.organisations import canonical, check_support
 from wgbot.outbox import enqueue
 from wgbot.render import compose
 from wgbot.store import (
@@ -66,9 +67,9 @@ def contacts(session: Session, group: Group) -> list[Member]:
 
 
 def supporters(session: Session, group: Group) -> list[R.Supporter]:
-    rows = session.execute(select(Member.organisation, Member.country, Member.address).join(Membership)
-                           .where(Membership.group_id == group.id).order_by(Membership.id)).all()
-    return [R.Supporter(org, country, address) for org, country, address in rows]
+    rows = session.execute(select(Member.organisation, Member.country, Member.address, Membership.verified)
+                           .join(Membership).where(Membership.group_id == group.id).order_by(Membership.id)).all()
+    return [R.Supporter(org, country, address, verified) for org, country, address, verified in rows]
 
 
 def audience(ctx: Context, names: Iterable[str], group: Group | None, exclude: Iterable[str] = ()) -> list[str]:
@@ -252,8 +253,14 @@ def _decide_report(ctx: Context, row: PendingAction, group: Group, decision: str
     return decide_report(ctx, row, group, decision, reason)
 
 
+def _decide_organisation(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
+    from wgbot.organisations import decide_organisation
+
+    return decide_organisation(ctx, row, group, decision, reason)
+
+
 APPLY_DECISION = {"group": _decide_group, "join": _decide_join, "keep_group": _decide_keep, "post": _decide_post,
-                  "report": _decide_report}
+                  "report": _decide_report, "organisation": _decide_organisation}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -302,9 +309,10 @@ def evaluate_formation(ctx: Context, group: Group) -> R.Decision:
 def add_member(ctx: Context, group: Group, address: str, fields: dict[str, Any], role: str = Role.MEMBER.value,
                delivery: str = Delivery.REGULAR.value) -> Membership:
     member = get_or_create_member(ctx.session, address, ctx.now)
-    for key in ("organisation", "country"):
-        if fields.get(key):
-            setattr(member, key, fields[key])
+    if fields.get("organisation"):
+        member.organisation = canonical(ctx.session, fields["organisation"])
+    if fields.get("country"):
+        member.country = fields["country"]
     ms = membership(ctx.session, group, member)
     if ms is None:
         ms = Membership(group_id=group.id, member_id=member.id, role=role,
@@ -383,9 +391,10 @@ def _apply_propose(ctx: Context, row: PendingAction, _: Group | None) -> Result:
                   proposer=p["address"], proposal_ref=row.public_ref, created_at=ctx.now)
     ctx.session.add(group)
     ctx.session.flush()
-    add_member(ctx, group, p["address"], p, role=Role.CONTACT.value)
+    ms = add_member(ctx, group, p["address"], p, role=Role.CONTACT.value)
     audit(ctx.session, ctx.now, p["address"], "proposed", slug, rule=f"rules={ctx.rules.network.name}",
           ref=row.public_ref)
+    unverified = check_support(ctx, group, ms, p["address"])
     decision = evaluate_formation(ctx, group)
     if group.status == GroupStatus.FORMING.value:
         context = {"decision": decision, "domain": ctx.cfg.network.list_domain, "ref": row.public_ref}
@@ -400,7 +409,7 @@ def _apply_propose(ctx: Context, row: PendingAction, _: Group | None) -> Result:
                 enqueue(ctx.session, msg, [address], ctx.cfg.network.bot_address, ctx.now, kind="notice",
                         inbound_id=ctx.inbound_id)
     return ctx.result("propose", True, "created", group=group, decision=decision, ref=row.public_ref,
-                      domain=ctx.cfg.network.list_domain)
+                      domain=ctx.cfg.network.list_domain, unverified=unverified)
 
 
 def _newcomer_fields(ctx: Context, name: str, group: Group, line: Line,
@@ -439,10 +448,12 @@ def _apply_support(ctx: Context, row: PendingAction, group: Group | None) -> Res
     assert group is not None
     if group.status != GroupStatus.FORMING.value:
         return ctx.result("support", False, "not_forming", group=group)
-    add_member(ctx, group, row.payload["address"], row.payload)
+    ms = add_member(ctx, group, row.payload["address"], row.payload)
     audit(ctx.session, ctx.now, row.payload["address"], "supported", group.slug, ref=row.public_ref)
+    unverified = check_support(ctx, group, ms, row.payload["address"])
     decision = evaluate_formation(ctx, group)
-    return ctx.result("support", True, "counted", group=group, decision=decision, domain=ctx.cfg.network.list_domain)
+    return ctx.result("support", True, "counted", group=group, decision=decision, domain=ctx.cfg.network.list_domain,
+                      unverified=unverified)
 
 
 @registry.command("contact", order=90, usage="contact GROUP add|remove ADDRESS",

@@ -3,6 +3,7 @@ or the defect against the real processing path on a migrated store."""
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,145 @@ def test_withdraw_by_the_approval_reference_closes_the_proposal(sessions: S, tmp
     feed(sessions, cfg, mail("approve", sender="office@example.org", msgid="<late@example.org>"),
          to=f"wgbot+approval-{token}@lists.example.org")
     assert group(sessions, "youth-coalition")["status"] == "closed"
+
+
+# ------------------------------------------------------------------------------------------ item 7: what people read
+
+
+def test_one_spelling_per_organisation(sessions: S, tmp_path: Path) -> None:
+    """The same city spelt three ways (by email, and by the operator's import) shows once, in the first
+    spelling given, in `groups --json`, `info` and `who`."""
+    from wgbot.groups import list_members
+    from wgbot.importer import import_rows, rows_of
+    from wgbot.store import Group
+
+    cfg = net(tmp_path, "eccar")
+    say(sessions, cfg, "mayor@bologna.example", "propose Housing\nOrganisation: COMUNE  di bologna\nCountry: IT\n")
+    say(sessions, cfg, "deputy@bologna.example", "support housing\nOrganisation: Comune di Bologna\nCountry: IT\n")
+    (tmp_path / "m.csv").write_text("address,organisation,country\nclerk@bologna.example,comune di  BOLOGNA,IT\n")
+    with sessions.begin() as session:
+        housing = session.scalars(select(Group).where(Group.slug == "housing")).one()
+        import_rows(session, housing, rows_of(tmp_path / "m.csv"), NOW)
+    assert group(sessions, "housing")["organisations"] == ["COMUNE di bologna"]
+    info = say(sessions, cfg, "anyone@x.example", "info housing", confirm_it=False)
+    assert "Italy: COMUNE di bologna" in info and "Comune di Bologna" not in info and "BOLOGNA," not in info
+    who = say(sessions, cfg, "mayor@bologna.example", "who housing", confirm_it=False)
+    assert who.count("COMUNE di bologna") == 3 and "Comune di Bologna" not in who and "BOLOGNA" not in who
+    with sessions() as session:
+        housing = session.scalars(select(Group).where(Group.slug == "housing")).one()
+        assert {m["organisation"] for m in list_members(session, housing)} == {"COMUNE di bologna"}
+
+
+def test_dates_are_written_as_people_write_them(tmp_path: Path) -> None:
+    """Dates read `1 November 2027` (no leading zero), and a moment is given in the network's timezone, not
+    in UTC: a request expiring at 23:30 UTC on 30 November expires on 1 December in Brussels."""
+    from wgbot.render import compose
+    from wgbot.reports import Obligation
+
+    cfg = net(tmp_path, "igf")
+    ob = Obligation("draft output", dt.date(2027, 11, 1), (30,), "secretariat", True, 30, False, "deliverables[0]")
+    group_ = type("G", (), {"name": "BPF Gender", "slug": "bpf-gender"})()
+    msg = compose(cfg, "notices/deadline_missed.txt", {"group": group_, "obligation": ob,
+                                                        "deadline": dt.date(2026, 11, 1)}, to=["a@x.org"], now=NOW)
+    assert str(msg["Subject"]) == "BPF Gender: the draft output due 1 November 2026 was not received"
+    text = b" ".join(msg.raw.split())
+    assert b"01 November" not in text and b"next deadline, 1 November 2027." in text
+    reminder = compose(cfg, "notices/pending_reminder.txt", {
+        "ref": "R-ABCDEFG", "approval": False, "summary": "join",
+        "expires": dt.datetime(2026, 11, 30, 23, 30, tzinfo=dt.UTC)}, to=["a@x.org"], now=NOW)
+    assert b"It expires on 1 December 2026 at 00:30 CET" in b" ".join(reminder.raw.split())
+
+
+def test_subjects_carry_no_leading_or_doubled_spaces(sqlite_sessions: S, tmp_path: Path) -> None:
+    """Names and organisations stored with odd spacing (the operator's CSV import) never put leading or
+    doubled spaces into a Subject, in replies, notices or list copies."""
+    from wgbot.importer import import_rows, rows_of
+    from wgbot.store import Group
+
+    cfg = net(tmp_path, "ietm", network={"base_url": ""})
+    slug = make_group(sqlite_sessions, cfg, name="  Circus   Futures ", contact="anna@theatre.example")
+    (tmp_path / "m.csv").write_text("address,organisation\nbo@x.example,  Teatro   Nuovo \n")
+    with sqlite_sessions.begin() as session:
+        import_rows(session, session.scalars(select(Group).where(Group.slug == slug)).one(),
+                    rows_of(tmp_path / "m.csv"), NOW)
+    say(sqlite_sessions, cfg, "zed@x.example", f"join {slug}")
+    feed(sqlite_sessions, cfg, mail("Hello all", subject="  Re:   our   next  meeting ", sender="bo@x.example",
+                                    to=f"{slug}@lists.example.org", msgid="<post1@x.example>"),
+         to=f"{slug}@lists.example.org")
+    subjects = [str(m["Subject"]) for _, m in queued(sqlite_sessions)]
+    assert "[circus-futures] Re: our next meeting" in subjects
+    assert subjects and all(s == s.strip() and "  " not in s for s in subjects), subjects
+
+
+# ------------------------------------------------------------------------------------------ the register
+
+
+REGISTER = ("name,country,domains\n"
+            "Comune di Bologna,IT,comune.bologna.it\n"
+            "Roma Capitale,Italia,comune.roma.it\n"
+            '"Stadt Graz",AT,"stadt.graz.at graz.at"\n')
+
+
+def eccar_with_register(tmp_path: Path) -> Config:
+    """An ECCAR installation whose operator imported the register with `wgbot organisations import`."""
+    from wgbot.cli import main
+
+    cfg_path = tmp_path / "config.toml"
+    cfg_path.write_text(
+        '[network]\nname = "ECCAR"\nlist_domain = "lists.example.org"\nbot_address = "wgbot@lists.example.org"\n'
+        'rules = "eccar"\nsecretariat = ["office@example.org"]\n'
+        f'[database]\nurl = "sqlite:///{tmp_path}/wgbot.sqlite3"\n'
+        f'[outbound]\ntransport = "maildir"\nmaildir = "{tmp_path}/outbox"\n')
+    (tmp_path / "register.csv").write_text(REGISTER)
+    assert main(["--config", str(cfg_path), "init"]) == 0
+    assert main(["--config", str(cfg_path), "organisations", "import", str(tmp_path / "register.csv")]) == 0
+    assert main(["--config", str(cfg_path), "organisations", "import", str(tmp_path / "register.csv")]) == 0
+    from wgbot.config import load_config
+
+    return load_config(cfg_path)
+
+
+def test_invented_cities_do_not_constitute_a_group(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With a register, three invented cities (free-mail addresses claiming cities) constitute nothing: each
+    support is unverified, the office is asked about each, and the replies say so; a city writing from its own
+    domain counts at once; the office's acceptance makes an unverified support count."""
+    from wgbot.db import database_url
+    from wgbot.store import make_engine, make_sessionmaker
+
+    cfg = eccar_with_register(tmp_path)
+    assert "3 added, 0 updated" in capsys.readouterr().out
+    sessions = make_sessionmaker(make_engine(database_url(cfg)))
+    reply = say(sessions, cfg, "mallory@mail.example", "propose Fake Group\nOrganisation: Atlantis\nCountry: IT\n")
+    assert "unverified: Atlantis is not in the register" in reply
+    reply = say(sessions, cfg, "m2@mail.example", "support fake-group\nOrganisation: Roma Capitale\nCountry: IT\n")
+    assert "recorded but unverified: mail.example is not a mail domain of Roma Capitale" in reply
+    reply = say(sessions, cfg, "m3@mail.example", "support fake-group\nOrganisation: Stadt Graz\nCountry: AT\n")
+    assert "Unverified, not counted until the secretariat accepts them: Atlantis (Italy), Roma Capitale " \
+           "(Italy), Stadt Graz (Austria)." in reply
+    assert group(sessions, "fake-group")["status"] == "forming"
+    requests = [str(m["Subject"]) for r, m in queued(sessions, "approval") if r == "office@example.org"]
+    assert len(requests) == 3 and all("unverified" in s or "Approval needed: count" in s for s in requests)
+
+    reply = say(sessions, cfg, "sindaco@comune.bologna.it", "support fake-group\nOrganisation: comune di  bologna\n"
+                "Country: IT\n")
+    assert "Your support for Fake Group is counted" in reply and "1 city in 1 country" in reply
+    token = approval_token(sessions)   # the newest request: Stadt Graz, from m3@mail.example
+    feed(sessions, cfg, mail("approve", sender="office@example.org", msgid="<ok-graz@example.org>"),
+         to=f"wgbot+approval-{token}@lists.example.org")
+    assert group(sessions, "fake-group")["status"] == "forming"    # 2 cities now: Bologna and Graz
+    assert group(sessions, "fake-group")["organisations"] == ["Atlantis", "Comune di Bologna", "Roma Capitale",
+                                                            "Stadt Graz"]
+
+
+def test_register_import_refuses_bad_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A bad row is reported with its line number and nothing is imported."""
+    from wgbot.cli import main
+
+    cfg = eccar_with_register(tmp_path)
+    (tmp_path / "bad.csv").write_text("name,country,domains\nNew City,IT,newcity.it\nOld Town,Narnia,old.example\n"
+                                      "Bad Domains,IT,not a domain!\n")
+    assert main(["--config", str(tmp_path / "config.toml"), "organisations", "import", str(tmp_path / "bad.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "line 3: 'Narnia' is not a country" in err and "line 4: domains must be" in err
+    assert main(["--config", str(tmp_path / "config.toml"), "organisations", "list", "--json"]) == 0
+    assert "New City" not in capsys.readouterr().out and cfg.network.name == "ECCAR"
