@@ -106,6 +106,8 @@ class LimitsConfig:
     max_parts: int = 500
     max_depth: int = 20
     max_received: int = 100
+    invitations_per_proposal: int = 10
+    invitations_per_day: int = 200
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,13 @@ def _domain_of(address: str) -> str:
     return address.rpartition("@")[2].strip().lower().rstrip(".")
 
 
+def domain_registered(session: Session, address: str) -> bool:
+    """Is the address at a mail domain (or a subdomain of one) of a registered member organisation?"""
+    domain = _domain_of(address)
+    return any(domain == d or domain.endswith("." + d)
+               for domains in session.scalars(select(Organisation.domains)) for d in domains.split())
+
+
 def registered(session: Session, name: str) -> Organisation | None:
     key = org_key(name)
     return session.scalar(select(Organisation).where(Organisation.name_key == key))

@@ -31,6 +31,7 @@ from wgbot.commands import (
     slugify,
 )
 from wgbot.config import Config
+from wgbot.invitations import invite
 from wgbot.names import name_problem
 from wgbot.organisations import canonical, check_support
 from wgbot.outbox import enqueue
@@ -259,8 +260,15 @@ def _decide_organisation(ctx: Context, row: PendingAction, group: Group, decisio
     return decide_organisation(ctx, row, group, decision, reason)
 
 
+def _decide_invitations(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
+    from wgbot.invitations import decide_invitations
+
+    return decide_invitations(ctx, row, group, decision, reason)
+
+
 APPLY_DECISION = {"group": _decide_group, "join": _decide_join, "keep_group": _decide_keep, "post": _decide_post,
-                  "report": _decide_report, "organisation": _decide_organisation}
+                  "report": _decide_report, "organisation": _decide_organisation,
+                  "invitations": _decide_invitations}
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -396,20 +404,13 @@ def _apply_propose(ctx: Context, row: PendingAction, _: Group | None) -> Result:
           ref=row.public_ref)
     unverified = check_support(ctx, group, ms, p["address"])
     decision = evaluate_formation(ctx, group)
+    invited = None
     if group.status == GroupStatus.FORMING.value:
         context = {"decision": decision, "domain": ctx.cfg.network.list_domain, "ref": row.public_ref}
         tell(ctx, ctx.rules.notify.proposed, group, "notices/proposed.txt", context, exclude=[p["address"]])
-        if ctx.rules.formation.announce_while_forming:
-            tell(ctx, ["network"], group, "notices/invitation.txt", context,
-                 exclude=[p["address"], *ctx.cfg.network.secretariat])
-        for address in p.get("supporters", []):
-            if address_key(address) != address_key(p["address"]):
-                msg = compose(ctx.cfg, "notices/invitation.txt", {"group": group, "rules": ctx.rules, **context},
-                              to=[address], now=ctx.now)
-                enqueue(ctx.session, msg, [address], ctx.cfg.network.bot_address, ctx.now, kind="notice",
-                        inbound_id=ctx.inbound_id)
+        invited = invite(ctx, group, p["address"], p.get("supporters", []), context)
     return ctx.result("propose", True, "created", group=group, decision=decision, ref=row.public_ref,
-                      domain=ctx.cfg.network.list_domain, unverified=unverified)
+                      domain=ctx.cfg.network.list_domain, unverified=unverified, invited=invited)
 
 
 def _newcomer_fields(ctx: Context, name: str, group: Group, line: Line,

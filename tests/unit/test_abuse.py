@@ -266,3 +266,49 @@ def test_register_import_refuses_bad_rows(tmp_path: Path, capsys: pytest.Capture
     assert "line 3: 'Narnia' is not a country" in err and "line 4: domains must be" in err
     assert main(["--config", str(tmp_path / "config.toml"), "organisations", "list", "--json"]) == 0
     assert "New City" not in capsys.readouterr().out and cfg.network.name == "ECCAR"
+
+
+# ------------------------------------------------------------------------------------------ invitations
+
+
+def invitations(sessions: S) -> list[str]:
+    return [r for r, m in queued(sessions) if str(m["Subject"]).startswith("Invitation to support")]
+
+
+def test_a_strangers_proposal_is_no_spam_relay(sessions: S, tmp_path: Path) -> None:
+    """A stranger's one confirmation no longer sends their text to 20 outsiders and the whole network: nothing
+    goes until the secretariat agrees, and then at most invitations_per_proposal of the listed addresses."""
+    from tests.helpers import add_members
+
+    cfg = net(tmp_path, "eccar")
+    slug = make_group(sessions, cfg, name="Older Group", contact="chair@lyon.example")
+    add_members(sessions, slug, {f"city{i}@member{i}.example": "regular" for i in range(25)})
+    outsiders = ", ".join(f"victim{i}@elsewhere.example" for i in range(20))
+    reply = say(sessions, cfg, "spammer@mail.example", "propose Cheap Watches\nOrganisation: Nowhere\nCountry: IT\n"
+                f"Supporters: {outsiders}\n\nBuy cheap watches at http://spam.example/\n")
+    assert "open for support" in reply and "0 sent; the others wait for the secretariat's agreement" in reply
+    assert "10 not sent (over the limits on invitations)" in reply
+    assert invitations(sessions) == []
+    requests = [m for r, m in queued(sessions, "approval") if r == "office@example.org"]
+    assert len(requests) == 1 and "send invitations to support Cheap Watches" in str(requests[0]["Subject"])
+
+    feed(sessions, cfg, mail("approve", sender="office@example.org", msgid="<agree@example.org>"),
+         to=f"wgbot+approval-{approval_token(sessions)}@lists.example.org")
+    sent = invitations(sessions)
+    assert len([a for a in sent if a.startswith("victim")]) == 10 and len([a for a in sent if a.startswith("city")]) == 25
+
+
+def test_a_members_proposal_invites_members_at_once(sessions: S, tmp_path: Path) -> None:
+    """A known member's proposal is announced to the network and to the listed members at once; listed
+    strangers still wait for the secretariat, and every invitation counts against its recipient's daily limit."""
+    cfg = net(tmp_path, "eccar", limits={"replies_per_day": 4})
+    make_group(sessions, cfg, name="Older Group", contact="chair@lyon.example")
+    make_group(sessions, cfg, name="Other Group", contact="chair@graz.example")
+    make_group(sessions, cfg, name="Third Group", contact="chair@wien.example")
+    for n in range(4):   # chair@graz.example has had its four automatic mails today
+        say(sessions, cfg, "chair@graz.example", f"info older-group {n}", confirm_it=False)
+    reply = say(sessions, cfg, "chair@lyon.example", "propose Housing\nOrganisation: Lyon\nCountry: FR\n"
+                "Supporters: chair@graz.example, friend@elsewhere.example\n\nHousing.\n")
+    assert "Invitations to support it: 1 sent; the others wait" in reply and "1 not sent" in reply
+    assert invitations(sessions) == ["chair@wien.example"]    # the network's announcement, at once
+    assert any("friend@elsewhere.example" in str(m["Subject"]) for _, m in queued(sessions, "approval"))
