@@ -60,7 +60,8 @@ def test_every_template_renders(cfg: Config) -> None:
         "held": [], "approvals": [], "upcoming": [], "overdue": [], "disabled": [], "scores": 0,
         "today": date(2026, 11, 23),
         "entries": [{"subject": "Hello", "sender": "a@example.org", "date": "Mon, 23 Nov 2026", "text": "Hi"}],
-        "number": 3, "setting": "delivery", "digest": "plain", "size": 10, "limit": 5, "unverified": "", "invited": None,
+        "number": 3, "setting": "delivery", "digest": "plain", "size": 10, "limit": 5,
+        "unverified": "", "invited": None,
     }
     from datetime import UTC, date, datetime
 
