@@ -121,6 +121,7 @@ class ListsConfig:
     hold_days: int = 14
     archive_url: str = ""
     fanout_batch: int = 1000
+    held_requests_per_hour: int = 3
 
 
 @dataclass(frozen=True)

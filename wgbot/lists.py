@@ -318,14 +318,12 @@ def receive_post(ctx: Context, group: Group, raw: bytes, inbound_id: int) -> tup
         return "done", f"not posted: {group.slug} is {group.status}"
     reason = hold_reason(ctx, group, raw)
     if reason:
-        from wgbot.workgroups import contacts, request_approval
+        from wgbot.held import hold
 
-        approvers = [m.address for m in contacts(ctx.session, group)] or list(ctx.cfg.network.secretariat)
         excerpt = "\n".join(msg.text.splitlines()[:20])
-        request = request_approval(ctx, "post", group, ctx.sender, approvers, f"moderation: {reason}",
-                                   f"let the post \u201c{clean_header_text(msg.subject, 80)}\u201d from {ctx.sender}"
-                                   f" through to {group.name}", {"inbound_id": inbound_id, "excerpt": excerpt,
-                                                                 "reason": reason})
+        request = hold(ctx, group, f"moderation: {reason}",
+                       f"let the post \u201c{clean_header_text(msg.subject, 80)}\u201d from {ctx.sender}"
+                       f" through to {group.name}", {"inbound_id": inbound_id, "excerpt": excerpt, "reason": reason})
         _tell_poster(ctx, group, "lists/held.txt", {"reason": reason, "ref": request.public_ref})
         return "done", f"held for the contacts: {reason}"
     count = distribute(ctx, group, raw, msg, inbound_id)

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from wgbot import digests, reports
+from wgbot import digests, held, reports
 from wgbot.commands import Context
 from wgbot.config import WEEKDAYS, Config
 from wgbot.outbox import enqueue
@@ -271,6 +271,7 @@ def rollup_facts(ctx: Context) -> dict[str, Any]:
 JOBS: list[tuple[str, Callable[[Context], int]]] = [
     ("digests", job_digests), ("deadlines", job_deadlines), ("declarations", job_declarations),
     ("comments", job_comments), ("expiries", job_expiries), ("rollup", job_rollup),
+    ("held posts", held.job_held_digest),
 ]
 
 

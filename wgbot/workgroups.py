@@ -119,8 +119,9 @@ def is_contact(ctx: Context, group: Group, address: str | None = None) -> bool:
 
 
 def request_approval(ctx: Context, kind: str, group: Group, requester: str, approvers: list[str], rule: str,
-                     summary: str, payload: dict[str, Any] | None = None) -> PendingAction:
-    """Ask `approvers` to decide; the token travels in the From/Reply-To address wgbot+approval-TOKEN@."""
+                     summary: str, payload: dict[str, Any] | None = None, notify: bool = True) -> PendingAction:
+    """Ask `approvers` to decide; the token travels in the From/Reply-To address wgbot+approval-TOKEN@.
+    Without `notify` nothing is mailed now (a digest mails it later with a fresh token: wgbot.held)."""
     token = new_token()
     ref = new_public_ref()
     row = PendingAction(token_hash=token_hash(token), public_ref=ref, action="approval",
@@ -131,7 +132,7 @@ def request_approval(ctx: Context, kind: str, group: Group, requester: str, appr
     ctx.session.add(row)
     local, _, domain = ctx.cfg.network.bot_address.partition("@")
     reply_address = f"{local}+approval-{token}@{domain}"
-    for approver in approvers:
+    for approver in approvers if notify else []:
         msg = compose(ctx.cfg, "notices/approval_request.txt",
                       {"group": group, "rules": ctx.rules, "ref": ref, "rule": rule, "summary": summary,
                        "requester": requester, "token": token, "kind": kind, "reply_address": reply_address,

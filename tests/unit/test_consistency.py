@@ -61,7 +61,9 @@ def test_every_template_renders(cfg: Config) -> None:
         "today": date(2026, 11, 23),
         "entries": [{"subject": "Hello", "sender": "a@example.org", "date": "Mon, 23 Nov 2026", "text": "Hi"}],
         "number": 3, "setting": "delivery", "digest": "plain", "size": 10, "limit": 5,
-        "unverified": "", "invited": None,
+        "unverified": "", "invited": None, "more": 2,
+        "items": [{"ref": "R-ABCDEFG", "summary": "let the post through", "token": "a" * 32, "reason": "not a member",
+                   "reply_address": "wgbot+approval-" + "a" * 32 + "@lists.example.org", "excerpt": "Hi"}],
     }
     from datetime import UTC, date, datetime
 
