@@ -61,8 +61,9 @@ def canonical(session: Session, name: str) -> str:
     for known in session.scalars(select(Organisation.name)):
         if org_key(known) == key:
             return known
-    for known in session.scalars(select(Member.organisation).where(Member.organisation != "")
-                                 .order_by(Member.id)):
+    rows = session.execute(select(Member.organisation, func.min(Member.id)).where(Member.organisation != "")
+                           .group_by(Member.organisation).order_by(func.min(Member.id))).all()
+    for known, _ in rows:
         if org_key(known) == key:
             return tidy(known)
     return tidy(name)
