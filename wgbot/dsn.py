@@ -76,9 +76,10 @@ _OURS = _c(
     r"message (length )?exceeds|policy (violation|rejection|reasons)|administrative prohibition|"
     r"sender (address )?(rejected|denied|blocked)|access denied, (banned|rejected)")
 # Temporary by nature: greylisting, rate limits, deferrals.
-_TRANSIENT = _c(r"grey ?list|gray ?list|try (again|later)|temporar(il)?y|deferr?ed|rate limit|rate-limit|"
-                r"too many (connections|messages|recipients|concurrent)|throttl|resources temporarily|"
-                r"service (is )?(temporarily )?unavailable|connection (timed out|refused|reset)|timeout")
+_TRANSIENT = _c(r"grey ?list|gray ?list|try (again )?later|temporar(il)?y (unavailable|deferred|rejected|blocked|"
+                r"not available|suspended)|temporary (error|failure|problem|local problem)|deferr?ed|"
+                r"rate limit|rate-limit|too many (connections|messages|recipients|concurrent|emails)|throttl|"
+                r"resources temporarily|service (is )?temporarily unavailable|insufficient system resources")
 # The reporter gave up retrying a temporary failure (RFC 3464 Action: failed with 4.X.X; RFC 3463 X.4.7).
 _EXPIRED = _c(r"4\.4\.7|retry time(out)? (not reached|exceeded)|delivery time expired|message expired|"
               r"(has|have) been delayed|could not be delivered (for|within|in) \d+|gave up|giving up|"
@@ -208,7 +209,9 @@ def _recipients(block: dict[str, str]) -> set[str]:
 def classify(status: str, text: str, action: str = "") -> tuple[str, str]:
     """(kind, reason) for one failure: its RFC 3463 status (if any), its diagnostic text and RFC 3464 action."""
     text = " ".join(text.split())[:4000]
-    m = _ENHANCED.search(status) or _ENHANCED.search(text)
+    # The Status field, unless it is a bare X.0.0 and the diagnostic text carries a more specific code.
+    found = [c for c in (_ENHANCED.search(status), _ENHANCED.search(text)) if c]
+    m = next((c for c in found if c.group(2, 3) != ("0", "0")), found[0] if found else None)
     cls, subject, detail = (m.group(1), int(m.group(2)), int(m.group(3))) if m else ("", -1, -1)
     reply = _REPLY.search(text)
     if not cls and reply:
@@ -219,15 +222,18 @@ def classify(status: str, text: str, action: str = "") -> tuple[str, str]:
         return TEMPORARY, "delayed: the reporter is still trying" + said
     if _DMARC.search(text) or (subject == 7 and detail in (26, 27, 509)):
         return OURS, "a DMARC/SPF/DKIM rejection of the list's copy" + said
+    gave_up = ", the reporter gave up" if action.startswith("fail") and cls != "5" else ""
+    if _FULL.search(text) or (subject, detail) in ((2, 2), (3, 1)):
+        return TEMPORARY, "mailbox full" + said + gave_up
+    if _TRANSIENT.search(text):
+        return TEMPORARY, "greylisting, a rate limit or a deferral" + said + gave_up
     if _GONE.search(text) or (cls == "5" and (subject == 1 and detail != 8 or (subject, detail) == (2, 1))):
         return PERMANENT, "the address does not exist or is disabled" + said
-    if _FULL.search(text) or (subject, detail) in ((2, 2), (3, 1)):
-        return TEMPORARY, "mailbox full" + said + (", reporter gave up" if action.startswith("fail") else "")
-    if _OURS.search(text) or subject == 7 or (subject, detail) in ((3, 4), (6, 0)):
-        return OURS, "the list's server or the copy was refused (blocklist, spam filter or policy)" + said
-    if cls == "4" or _TRANSIENT.search(text) or _EXPIRED.search(text) or action.startswith("delay"):
-        gave_up = action.startswith("fail") or bool(_EXPIRED.search(text))
-        return TEMPORARY, ("gave up after temporary failures" if gave_up else "temporary failure") + said
+    if _OURS.search(text) or subject == 7 or (subject, detail) in ((3, 4), (6, 0), (2, 3)):
+        return OURS, "the list's server or the copy was refused (blocklist, spam filter, size or policy)" + said
+    if cls == "4" or _EXPIRED.search(text):
+        return TEMPORARY, ("gave up after temporary failures" if gave_up or _EXPIRED.search(text) else
+                           "temporary failure") + said
     if cls == "5":
         return PERMANENT, "permanent failure" + said
     if action.startswith(("fail", "error")):
