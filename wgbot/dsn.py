@@ -73,13 +73,15 @@ _OURS = _c(
     r"relay(ing)? (access )?(denied|not permitted|prohibited)|not permitted to relay|"
     r"(reverse dns|rdns|ptr record|\bptr\b|helo)|poor (ip|sender)|ip (address )?(is )?(not allowed|"
     r"blocked|banned|rejected)|your ip|sender ip|connecting ip|message size|size limit|too large|too big|"
-    r"message (length )?exceeds|policy (violation|rejection|reasons)|administrative prohibition|"
+    r"message (length )?exceeds|policy (violation|rejection|reasons|restrictions?)|(due to|for) (local |security )?"
+    r"polic(y|ies)|administrative prohibition|"
     r"sender (address )?(rejected|denied|blocked)|access denied, (banned|rejected)")
 # Temporary by nature: greylisting, rate limits, deferrals.
 _TRANSIENT = _c(r"grey ?list|gray ?list|try (again )?later|temporar(il)?y (unavailable|deferred|rejected|blocked|"
                 r"not available|suspended)|temporary (error|failure|problem|local problem)|deferr?ed|"
                 r"rate limit|rate-limit|too many (connections|messages|recipients|concurrent|emails)|throttl|"
-                r"resources temporarily|service (is )?temporarily unavailable|insufficient system resources")
+                r"resources temporarily|service (is )?temporarily unavailable|insufficient system resources|"
+                r"receiving mail (too quickly|at a rate)|server busy")
 # The reporter gave up retrying a temporary failure (RFC 3464 Action: failed with 4.X.X; RFC 3463 X.4.7).
 _EXPIRED = _c(r"4\.4\.7|retry time(out)? (not reached|exceeded)|delivery time expired|message expired|"
               r"(has|have) been delayed|could not be delivered (for|within|in) \d+|gave up|giving up|"
@@ -249,10 +251,21 @@ def _is_feedback(msg: Message) -> bool:
     return any(part.get_content_type() == "message/feedback-report" for part in msg.walk())
 
 
+def _header_text(msg: Message, name: str) -> str:
+    """A header's text with RFC 2047 encoded words decoded (`=?utf-8?q?R=C3=A9ponse_automatique?=`)."""
+    from email.header import decode_header, make_header
+
+    value = str(msg.get(name, ""))
+    try:
+        return str(make_header(decode_header(value)))
+    except Exception:  # undecodable encoded words: the raw text
+        return value
+
+
 def _is_auto_reply(msg: Message) -> bool:
     """An auto-response (RFC 3834) and not a delivery report: vacation headers or subjects, from a person's
     address. Delivery reports carry Auto-Submitted too (Exim, Postfix), so that header alone decides nothing."""
-    subject = str(msg.get("subject", ""))
+    subject = _header_text(msg, "subject")
     sender = str(msg.get("from", ""))
     if _BOUNCE_SUBJECT.search(subject) or _DAEMON_FROM.search(sender):
         return False
@@ -344,6 +357,6 @@ def _read(raw: bytes, member: str) -> Report:
 
 def _looks_like_report(msg: Message, text: str) -> bool:
     """A text-only notice that flufl.bounce does not know: from a mail system, or titled as a report."""
-    return bool(_DAEMON_FROM.search(str(msg.get("from", ""))) or _BOUNCE_SUBJECT.search(str(msg.get("subject", "")))
+    return bool(_DAEMON_FROM.search(str(msg.get("from", ""))) or _BOUNCE_SUBJECT.search(_header_text(msg, "subject"))
                 or not msg.get("from") or re.search(r"(?i)could not be delivered|delivery.{0,20}failed|"
                                                     r"permanent (error|failure)|undeliverable", text))
