@@ -97,13 +97,14 @@ _BOUNCE_SUBJECT = _c(r"undeliver|undelivered|not delivered|delivery (status|fail
                      r"delivery report|non ?remis|unzustellbar|nicht zustellbar|could not be delivered|"
                      r"mail system error|nondeliverable|non-deliverable|rejected|bounce|failed|warning: could not")
 _DAEMON_FROM = _c(r"mailer-daemon|postmaster|mail delivery (subsystem|system)|mail ?administrator|"
-                  r"mailer_daemon|(^|<)bounces?[@+-]|mdaemon|mail ?router|internet mail delivery|"
+                  r"mailer_daemon|post_?master|(^|<)bounces?[@+-]|mdaemon|mail ?router|internet mail delivery|"
                   r"microsoftexchange|notification|delivery")
 # Where a text-only report starts quoting the returned message (qmail, Exim, Courier, sendmail v5, ...).
 _ORIGINAL = re.compile(
-    r"(?im)^[ \t>]*(-{2,}|={3,}|\*{2,})?[ \t]*(below this line is a copy|this is a copy of the (message|headers)|"
-    r"original message( follows|headers)?|the original message|returned message|unsent message|message headers follow|"
-    r"headers of the original|a copy of the original|original-message|the header of the original)\b")
+    r"(?im)^[ \t>]*((-{2,}|={3,}|\*{2,}|_{3,}).{0,40}(original|copy of|returned|unsent|message headers|below this line|"
+    r"header of)|(below this line is a copy|this is a copy of the (message|headers)|(the )?original message "
+    r"(follows|headers:)|unsent message below|message headers follow|headers of the original message|"
+    r"the header of the original))")
 
 
 def _decoded_text(part: Message) -> str:
@@ -140,16 +141,16 @@ def notification_text(msg: Message, limit: int = 20000) -> str:
     def walk(part: Message, depth: int) -> None:
         if depth > 10 or sum(len(p) for p in pieces) > limit:
             return
-        ctype = part.get_content_type()
+        # A broken Content-Type (`text/plain` CRLF `charset=...` unfolded) still names its type first.
+        ctype = (part.get_content_type().split() or ["text/plain"])[0].rstrip(";").lower()
         if ctype.startswith("message/") or ctype == "text/rfc822-headers":
             return
         if part.is_multipart():
-            payload = part.get_payload()
-            for sub in payload if isinstance(payload, list) else []:
+            for sub in part.get_payload():
                 if isinstance(sub, Message):
                     walk(sub, depth + 1)
             return
-        if ctype in ("text/plain", "text/html") or (ctype == "text/enriched"):
+        if ctype.startswith(("text/", "multipart/")):   # a multipart without a boundary is read as text
             pieces.append(_visible(_decoded_text(part), ctype == "text/html"))
 
     walk(msg, 0)
@@ -358,5 +359,6 @@ def _read(raw: bytes, member: str) -> Report:
 def _looks_like_report(msg: Message, text: str) -> bool:
     """A text-only notice that flufl.bounce does not know: from a mail system, or titled as a report."""
     return bool(_DAEMON_FROM.search(str(msg.get("from", ""))) or _BOUNCE_SUBJECT.search(_header_text(msg, "subject"))
-                or not msg.get("from") or re.search(r"(?i)could not be delivered|delivery.{0,20}failed|"
-                                                    r"permanent (error|failure)|undeliverable", text))
+                or not msg.get("from") or _ENHANCED.search(text) or _REPLY.search(text)
+                or re.search(r"(?i)could not be delivered|delivery.{0,20}failed|permanent (error|failure)|"
+                             r"undeliverable", text))
