@@ -75,7 +75,8 @@ _OURS = _c(
     r"blocked|banned|rejected)|your ip|sender ip|connecting ip|message size|size limit|too large|too big|"
     r"message (length )?exceeds|policy (violation|rejection|reasons|restrictions?)|(due to|for) (local |security )?"
     r"polic(y|ies)|administrative prohibition|"
-    r"sender (address )?(rejected|denied|blocked)|access denied, (banned|rejected)")
+    r"sender (address )?(rejected|denied|blocked)|access denied, (banned|rejected)|provide a valid from|"
+    r"\b(from|sender)( address| domain)?:? (domain )?(is )?(invalid|not valid|not allowed|rejected)")
 # Temporary by nature: greylisting, rate limits, deferrals.
 _TRANSIENT = _c(r"grey ?list|gray ?list|try (again )?later|temporar(il)?y (unavailable|deferred|rejected|blocked|"
                 r"not available|suspended)|temporary (error|failure|problem|local problem)|deferr?ed|"
