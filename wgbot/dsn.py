@@ -56,7 +56,15 @@ _GONE = _c(
     r"is not accepting (any )?mail|does not accept mail|hop count exceeded|mail loop|"
     r"no valid recipients|dd this user doesn't have|delivery to the following recipients? failed permanently|"
     r"sorry, no mailbox|account that you tried to reach (does not exist|is disabled)|mailbox unavailable|"
-    r"address (is )?not (valid|recognized)|not listed in|no such person|list of known recipients")
+    r"address (is )?not (valid|recognized)|not listed in|no such person|list of known recipients|"
+    # The same in the languages providers' notices are written in (German, French, Spanish, Italian,
+    # Portuguese, Dutch, Russian, Japanese: Lotus Notes' "not in the directory list", "does not exist").
+    r"(empf\u00e4nger|benutzer|adresse|postfach)\w* (ist )?(unbekannt|existiert nicht)|(utilisateur|destinataire|"
+    r"adresse)s? (inconnue?s?|inexistante?s?)|n'existe pas|(usuario|destinatario|direcci\u00f3n) (desconocido|"
+    r"inexistente|no existe)|(utente|destinatario|indirizzo) (sconosciuto|inesistente)|n\u00e3o existe|"
+    r"onbekende (gebruiker|ontvanger)|bestaat niet|\u043d\u0435 \u0441\u0443\u0449\u0435\u0441\u0442\u0432"
+    r"\u0443\u0435\u0442|\u30c7\u30a3\u30ec\u30af\u30c8\u30ea\u306e\u30ea\u30b9\u30c8\u306b\u3042\u308a"
+    r"\u307e\u305b\u3093|\u5b58\u5728\u3057\u307e\u305b\u3093")
 # The mailbox is (or was, until the reporter gave up) full or over quota (RFC 3463 X.2.2, X.3.1).
 _FULL = _c(r"mailbox (is )?full|mail ?box (size|storage)|quota|over ?the ?limit|exceeded (its |the )?storage|"
            r"insufficient (system )?storage|out of (disk )?space|storage (space )?(is )?(full|exceeded)|"
@@ -115,12 +123,17 @@ def _decoded_text(part: Message) -> str:
         return ""
     if not isinstance(payload, bytes):
         return ""
-    charset = "utf-8"
     try:
         charset = part.get_content_charset() or "utf-8"
-        return payload.decode(charset, "replace")
-    except (LookupError, UnicodeError):
-        return payload.decode("utf-8", "replace")
+    except Exception:
+        charset = "utf-8"
+    # The declared charset, else UTF-8 (reports often mislabel it), else the declared one with replacements.
+    for name, errors in ((charset, "strict"), ("utf-8", "strict"), (charset, "replace")):
+        try:
+            return payload.decode(name, errors)
+        except (LookupError, UnicodeError):
+            continue
+    return payload.decode("utf-8", "replace")
 
 
 def _visible(text: str, html: bool) -> str:
