@@ -39,12 +39,13 @@ def figures(directory: Path = CORPUS) -> dict[str, object]:
     got: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     wrong: list[tuple[str, str, str, str]] = []
-    permanent = scored = 0
+    permanent = scored = unreadable = 0
     started = time.monotonic()
     items = samples(directory)
     for sample in items:
         report = dsn.read(sample.path.read_bytes(), sample.recipient)
         got[report.kind] += 1
+        unreadable += report.reason.startswith("unreadable")      # dsn.read caught an exception
         if report.kind != dsn.PERMANENT:
             reasons[f"{report.kind}: {report.reason.split(' (')[0]}"] += 1
         if sample.kind == dsn.PERMANENT:
@@ -53,13 +54,14 @@ def figures(directory: Path = CORPUS) -> dict[str, object]:
         if sample.kind and sample.kind != report.kind:
             wrong.append((sample.path.name, sample.kind, report.kind, report.reason))
     return {"files": len(items), "by_kind": dict(got), "ignored_because": dict(reasons), "permanent": permanent,
-            "permanent_scored": scored, "wrong": wrong, "seconds": time.monotonic() - started}
+            "permanent_scored": scored, "unreadable": unreadable, "wrong": wrong, "seconds": time.monotonic() - started}
 
 
 def main(argv: list[str]) -> int:
     directory = Path(argv[0]) if argv else CORPUS
     result = figures(directory)
-    print(f"{result['files']} reports in {directory} read in {result['seconds']:.2f} s; none crashed")
+    print(f"{result['files']} reports in {directory} read in {result['seconds']:.2f} s; "
+          f"{result['unreadable']} could not be read (a parser exception, caught)")
     print(f"permanent failures that score: {result['permanent_scored']} of {result['permanent']} expected")
     for kind, count in sorted(result["by_kind"].items()):  # type: ignore[attr-defined]
         print(f"  {kind:12} {count}")

@@ -35,3 +35,4 @@ def test_corpus_figures(capsys: pytest.CaptureFixture[str]) -> None:
         print(f"\nbounce corpus: {result}")
     assert result["permanent_scored"] >= 0.95 * int(result["permanent"])  # type: ignore[call-overload]
     assert not result["wrong"], result["wrong"]
+    assert result["unreadable"] == 0
