@@ -151,3 +151,23 @@ def test_threshold_sends_a_probe_and_only_its_bounce_pauses_delivery(sqlite_sess
     assert state == "nomail" and "probe bounced" in reason
     notices = [m for r, m in queued(sqlite_sessions) if r == "r1@example.com" and "paused" in str(m["Subject"])]
     assert "set grp delivery regular" in notices[0].get_body().get_content()  # type: ignore[union-attr]
+
+
+def test_whole_corpus_through_the_inbox(sqlite_sessions: Any, tmp_path: Path) -> None:
+    """Every corpus report, stored and processed as the listener would at its member's signed address: none is
+    quarantined, each permanent failure is counted for that member, nothing else is."""
+    from benchmarks.bounces import samples
+    from wgbot import dsn as reader
+
+    cfg = make_config(tmp_path)
+    make_group(sqlite_sessions, cfg, name="grp")
+    corpus = [(s, s.recipient or "member@example.net") for s in samples()]
+    add_members(sqlite_sessions, "grp", {address: "regular" for _, address in corpus})
+    for sample, address in corpus:
+        verp = signed_verp(sqlite_sessions, "grp", address)
+        (outcome,) = feed(sqlite_sessions, cfg, sample.path.read_bytes(), to=verp, envelope="")
+        assert outcome.status == ("done" if sample.kind == reader.PERMANENT else "ignored"), (sample.path.name,
+                                                                                              outcome)
+    scored = {a for s, a in corpus if s.kind == reader.PERMANENT}
+    with sqlite_sessions() as session:
+        assert {r.address_key for r in session.scalars(select(BounceScore))} == scored
