@@ -22,6 +22,7 @@ FEEDBACK = "feedback"        # an abuse/feedback report (ARF, RFC 5965)
 NONE = "none"                # not a delivery failure report (or a delivery/relay notice)
 
 KINDS = (PERMANENT, TEMPORARY, OURS, AUTO_REPLY, FEEDBACK, NONE)
+_WORST_FIRST = (PERMANENT, OURS, TEMPORARY, NONE)   # for the member, when a report has several failures
 _COMPAT = email.policy.compat32
 
 
@@ -311,9 +312,9 @@ def _flufl(msg: Message) -> tuple[set[str], set[str]]:
 def _from_blocks(blocks: list[dict[str, str]], member: str, fallback: str) -> Report | None:
     """The verdict of a DSN: the member's own recipient block when it names the member, else every failed
     or delayed one (a forwarded address fails under another name); the worst outcome for the member wins."""
-    failing = [b for b in blocks if not b.get("action", "failed").lower().startswith(("deliver", "relay", "expand"))]
     if not blocks:
         return None
+    failing = [b for b in blocks if not b.get("action", "failed").lower().startswith(("deliver", "relay", "expand"))]
     if not failing:
         return Report(NONE, "a delivery or relay notice, not a failure", ())
     mine = [b for b in failing if member and member.lower() in _recipients(b)]
@@ -321,19 +322,15 @@ def _from_blocks(blocks: list[dict[str, str]], member: str, fallback: str) -> Re
     verdicts = []
     for block in chosen:
         diagnostic = " ".join(block.get(k, "") for k in ("diagnostic-code", "x-postfix-diagnostic", "x-diagnostic"))
-        action = block.get("action", "").lower()
         status = block.get("status", "")
         if not diagnostic.strip() and not _ENHANCED.search(status):
             diagnostic = fallback        # no code of its own: the notice's text speaks for it
-        verdicts.append(classify(status, diagnostic or fallback, action))
+        verdicts.append(classify(status, diagnostic or fallback, block.get("action", "").lower()))
     names = tuple(sorted({a for b in chosen for a in _recipients(b)}))
-    for kind in (PERMANENT, OURS, TEMPORARY, NONE):
-        for verdict_kind, reason in verdicts:
-            if verdict_kind == kind:
-                if kind == NONE:
-                    kind, reason = classify("", fallback, verdicts and chosen[0].get("action", "").lower() or "")
-                return Report(kind, reason, names)
-    return None
+    kind, reason = min(verdicts, key=lambda v: _WORST_FIRST.index(v[0]))
+    if kind == NONE:      # a failed block that says nothing: what the notice's text says
+        kind, reason = classify("", fallback, chosen[0].get("action", "").lower())
+    return Report(kind, reason, names)
 
 
 def read(raw: bytes, member: str = "") -> Report:
