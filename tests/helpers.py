@@ -194,3 +194,14 @@ def add_members(sessions: sessionmaker[Session], slug: str, members: dict[str, s
             member = get_or_create_member(session, address, NOW)
             session.add(Membership(group_id=group.id, member_id=member.id, role="member", delivery=delivery,
                                    joined_at=NOW))
+
+
+def signed_verp(sessions: sessionmaker[Session], slug: str, address: str, probe: bool = False) -> str:
+    """The return path the list signs for `address`'s copies (or its probe), with the database's secret."""
+    from wgbot.bounces import verp_tag
+    from wgbot.route import verp_encode
+    from wgbot.store import secret_key
+
+    with sessions.begin() as session:
+        tag = verp_tag(secret_key(session), slug, address, probe)
+    return f"{slug}-bounces+{verp_encode(address)}={tag}@lists.example.org"

@@ -26,7 +26,7 @@ from wgbot import commands, gate
 from wgbot.config import Config
 from wgbot.errors import MessageRefused
 from wgbot.outbox import allow_reply, enqueue
-from wgbot.parse import Caps, Message, clean_header_text, parse, parse_headers, split_head
+from wgbot.parse import Caps, Message, check_caps, clean_header_text, parse, parse_headers, split_head
 from wgbot.render import compose
 from wgbot.route import Destination, Kind, route
 from wgbot.store import Group, InboundMessage, InboundStatus, audit, prepared
@@ -126,13 +126,19 @@ def _reply_to(row: Stored, msg: Message) -> str:
 def _handle(session: Session, cfg: Config, row: Stored, now: dt.datetime) -> Outcome:
     """Process one stored message inside the caller's transaction."""
     queued: list[int] = []
+    dest = route(row.recipient, cfg, group_exists(session))
+    if dest is not None and dest.kind is Kind.BOUNCES:
+        # Read by the address it came to, whatever its From (issue 11 item 3): never refused by parse().
+        from wgbot.bounces import receive
+
+        check_caps(row.raw, caps_for(cfg))
+        return Outcome(*receive(session, cfg, dest, row.raw, now), queued)
     msg = parse(row.raw, caps_for(cfg))
     envelope = _envelope(row)
     verdict = gate.check(msg, envelope if envelope is not None else msg.sender, cfg)
-    dest = route(row.recipient, cfg, group_exists(session))
     if dest is None:
         raise MessageRefused(f"{clean_header_text(row.recipient, 100)} is not one of our addresses")
-    if dest.kind in (Kind.POST, Kind.OWNER, Kind.BOUNCES, Kind.COMMENTS):
+    if dest.kind in (Kind.POST, Kind.OWNER, Kind.COMMENTS):
         return _list_mail(session, cfg, row, msg, dest, verdict, now)
     if verdict.automated:
         # Automated mail never changes state and never gets a reply (SPEC §3, §6).
@@ -155,15 +161,13 @@ def _context(session: Session, cfg: Config, row: Stored, msg: Message, dest: Des
 
 def _list_mail(session: Session, cfg: Config, row: Stored, msg: Message, dest: Destination,
                verdict: gate.Verdict, now: dt.datetime) -> Outcome:
-    """Mail to a group's list, owner or bounce address."""
+    """Mail to a group's list or owner address."""
     from wgbot import lists
 
     group = session.scalar(select(Group).where(Group.slug == dest.slug))
     assert group is not None  # route() checked it exists
     ctx = _context(session, cfg, row, msg, dest, now)
-    if dest.kind is Kind.BOUNCES:
-        status, outcome = lists.handle_bounce(ctx, group, dest.verp, row.raw)
-    elif verdict.automated and ("loop" in verdict.reason or (dest.kind is Kind.POST and verdict.bounce)):
+    if verdict.automated and ("loop" in verdict.reason or (dest.kind is Kind.POST and verdict.bounce)):
         status, outcome = InboundStatus.IGNORED.value, f"automated: {verdict.reason}"
     elif dest.kind is Kind.COMMENTS:
         if verdict.automated:

@@ -1,5 +1,5 @@
 """lists: one mailing list per active group — the list copy (RFC 2369/2919/8058 headers, subject prefix, footer,
-DMARC From policy), streaming fan-out with VERP, moderation by reply, bounce scoring, owner mail, the archive.
+DMARC From policy), streaming fan-out with VERP, moderation by reply, owner mail, the archive (bounces: bounces.py).
 
 Like the commands it works inside the caller's transaction and only queues mail; it never touches the network.
 Members are read in keyset-paged batches, so a 100,000-member list never needs 100,000 objects in memory.
@@ -13,7 +13,6 @@ import email.policy
 import fnmatch
 import hashlib
 import hmac
-import re
 from collections.abc import Iterator
 from email.charset import QP, Charset
 from email.header import Header
@@ -23,9 +22,10 @@ from email.mime.text import MIMEText
 from email.utils import formataddr
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from wgbot.bounces import verp_address
 from wgbot.commands import Context
 from wgbot.config import Config
 from wgbot.outbox import allow_reply, enqueue, enqueue_raw, note_queued
@@ -33,7 +33,6 @@ from wgbot.parse import Message, clean_header_text
 from wgbot.render import compose, render_fragment
 from wgbot.route import verp_encode
 from wgbot.store import (
-    BounceScore,
     Delivery,
     Group,
     GroupStatus,
@@ -68,10 +67,12 @@ def list_id(cfg: Config, group: Group) -> str:
     return f"{group.slug}.{cfg.network.list_domain}"
 
 
-def bounce_address(cfg: Config, group: Group, member: str | None = None) -> str:
-    """The VERP return path SLUG-bounces+alice=example.org@ (or SLUG-bounces@ when batched)."""
-    detail = f"+{verp_encode(member)}" if member else ""
-    return f"{group.slug}-bounces{detail}@{cfg.network.list_domain}"
+def bounce_address(cfg: Config, group: Group, member: str | None = None, key: bytes = b"") -> str:
+    """The signed VERP return path SLUG-bounces+alice=example.org=TAG@ (bounces.py), or SLUG-bounces@ when
+    batched or for mail that is not a member's copy (reports to it are never scored)."""
+    if member:
+        return verp_address(cfg, group.slug, key, member)
+    return f"{group.slug}-bounces@{cfg.network.list_domain}"
 
 
 def unsubscribe_token(key: bytes, slug: str, address: str) -> str:
@@ -255,13 +256,13 @@ def fan_out(session: Session, cfg: Config, group: Group, copy: bytes, message_id
     session.flush()
     personalize = cfg.lists.personalize
     shared_from = bounce_address(cfg, group)
-    key = secret_key(session) if cfg.network.base_url else b""
+    key = secret_key(session) if cfg.network.base_url or personalize else b""
     count = 0
     for addresses in _members(session, group, cfg.lists.fanout_batch, delivery, digest_format):
         note_queued(session)
         session.execute(insert(OutboxEntry), [
             {"message_fk": out.id, "recipient": a,
-             "envelope_from": bounce_address(cfg, group, a) if personalize else shared_from,
+             "envelope_from": bounce_address(cfg, group, a, key) if personalize else shared_from,
              "headers": recipient_headers(cfg, key, group, a), "status": "queued", "attempts": 0,
              "next_attempt_at": now, "last_error": "", "created_at": now, "lease_owner": ""}
             for a in addresses])
@@ -379,7 +380,7 @@ def expire_held(ctx: Context) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Owner mail and bounces
+# Owner mail (bounces are read in bounces.py)
 
 
 def to_owners(ctx: Context, group: Group, raw: bytes) -> tuple[str, str]:
@@ -393,71 +394,3 @@ def to_owners(ctx: Context, group: Group, raw: bytes) -> tuple[str, str]:
                 + b"\r\n" + raw, ctx.msg.message_id, owners, bounce_address(ctx.cfg, group), ctx.now, "owner",
                 ctx.inbound_id)
     return "done", f"forwarded to {len(owners)} contact(s)"
-
-
-def _failures(raw: bytes) -> tuple[set[str], set[str]]:
-    from flufl.bounce import all_failures
-
-    parsed = email.message_from_bytes(raw)
-    try:
-        temporary, permanent = all_failures(parsed)
-    except Exception:  # a detector choking on odd input: treat as unrecognised, not as a crash
-        return set(), set()
-
-    def text(addresses: Any) -> set[str]:
-        return {a.decode("utf-8", "replace") if isinstance(a, bytes) else str(a) for a in addresses}
-    return text(temporary), text(permanent)
-
-
-_DMARC = re.compile(rb"dmarc", re.I)
-
-
-def handle_bounce(ctx: Context, group: Group, verp: str, raw: bytes) -> tuple[str, str]:
-    """Score a permanent bounce of list mail: at most once a day per address; past the threshold within the
-    window, delivery is disabled and the member told how to turn it back on. Temporary failures, auto-replies
-    and DMARC rejections of a munged copy do not count (Mailman #939)."""
-    temporary, permanent = _failures(raw)
-    if not temporary and not permanent:
-        return "ignored", "not a delivery report (an auto-reply to the bounce address?)"
-    if not permanent:
-        return "ignored", f"temporary failure for {', '.join(sorted(temporary))}: not counted"
-    if _DMARC.search(raw):
-        return "ignored", "a DMARC rejection of the list's copy: not counted against the member"
-    addresses = [verp] if verp else sorted(permanent)
-    results = []
-    for address in addresses:
-        results.append(_score(ctx, group, address, f"permanent failure reported {ctx.now:%Y-%m-%d}"))
-    return "done", "; ".join(results)
-
-
-def _score(ctx: Context, group: Group, address: str, reason: str) -> str:
-    member = get_member(ctx.session, address)
-    ms = membership(ctx.session, group, member) if member else None
-    if member is None or ms is None:
-        return f"{address} is not a member of {group.slug}"
-    day = ctx.now.astimezone(dt.UTC).date()
-    key = address_key(address)
-    exists = ctx.session.scalar(select(BounceScore.id).where(BounceScore.group_id == group.id,
-                                                             BounceScore.address_key == key, BounceScore.day == day))
-    if exists is not None:
-        return f"{address}: already scored today"
-    ctx.session.add(BounceScore(group_id=group.id, address_key=key, day=day, reason=reason[:500]))
-    ctx.session.flush()
-    window_start = day - dt.timedelta(days=ctx.cfg.bounces.window_days - 1)
-    score = ctx.session.scalar(select(func.count()).select_from(BounceScore).where(
-        BounceScore.group_id == group.id, BounceScore.address_key == key, BounceScore.day >= window_start)) or 0
-    if score >= ctx.cfg.bounces.threshold and ms.delivery != Delivery.NOMAIL.value:
-        ms.delivery = Delivery.NOMAIL.value
-        ms.delivery_reason = (f"bounces: {score} permanent failures within {ctx.cfg.bounces.window_days} days "
-                              f"(last {day:%Y-%m-%d})")
-        audit(ctx.session, ctx.now, "wgbot", "delivery-disabled", group.slug, rule="bounces.threshold",
-              member=address, score=score)
-        notice = compose(ctx.cfg, "lists/bounce_disabled.txt",
-                         {"group": group, "score": score, "days": ctx.cfg.bounces.window_days},
-                         to=[member.address], now=ctx.now)
-        enqueue(ctx.session, notice, [member.address], ctx.cfg.network.bot_address, ctx.now, kind="notice")
-        return f"{address}: score {score}, delivery disabled"
-    return f"{address}: score {score} of {ctx.cfg.bounces.threshold}"
-
-
-

@@ -47,6 +47,7 @@ class Destination:
     slug: str = ""          # for list addresses
     token: str = ""         # for +confirm- / +approval-
     verp: str = ""          # for SLUG-bounces+ADDR@: the decoded member address
+    tag: str = ""           # for SLUG-bounces+ADDR=TAG@: the keyed hash that proves we sent it (bounces.py)
 
 
 def verp_encode(address: str) -> str:
@@ -58,6 +59,21 @@ def verp_encode(address: str) -> str:
 def verp_decode(value: str) -> str:
     local, sep, domain = value.rpartition("=")
     return f"{local}@{domain}" if sep and local and domain else ""
+
+
+# A VERP tag (bounces.verp_tag): hex, so an MTA that lower-cases local parts cannot spoil it; a domain always
+# has a dot, so `alice=example.org=1a2b3c4d` cannot be read as the address `alice=example.org@1a2b3c4d`.
+_VERP_TAG = re.compile(r"^p?[0-9a-f]{8,16}$")
+
+
+def verp_split(value: str) -> tuple[str, str]:
+    """`alice=example.org=1a2b3c4d` → ("alice@example.org", "1a2b3c4d"); an untagged value has tag ""."""
+    rest, sep, tag = value.rpartition("=")
+    if sep and _VERP_TAG.match(tag.lower()):
+        address = verp_decode(rest)
+        if address:
+            return address, tag.lower()
+    return verp_decode(value), ""
 
 
 def route(address: str, cfg: Config, group_exists: Callable[[str], bool]) -> Destination | None:
@@ -83,8 +99,8 @@ def route(address: str, cfg: Config, group_exists: Callable[[str], bool]) -> Des
         if base.endswith(suffix):
             slug = base[: -len(suffix)]
             if kind is Kind.BOUNCES and plus:
-                verp = verp_decode(local[len(slug) + len(suffix) + 1:])
-                return Destination(kind, addr, slug=slug, verp=verp) if verp and group_exists(slug) else None
+                verp, tag = verp_split(local[len(slug) + len(suffix) + 1:])
+                return Destination(kind, addr, slug=slug, verp=verp, tag=tag) if verp and group_exists(slug) else None
             if plus:
                 return None
             return Destination(kind, addr, slug=slug) if group_exists(slug) else None

@@ -53,5 +53,5 @@ def test_fan_out_statements_grow_with_batches_not_members(sessions: sessionmaker
     """1,000 and 5,000 members take a handful of statements (pages of [lists] fanout_batch), not one per member."""
     small = statements_for(sessions, cfg, 1_000)
     large = statements_for(sessions, cfg, 5_000)
-    assert small <= 8 and large <= 16
+    assert small <= 9 and large <= 17          # one of them reads the secret that signs the VERP tags
     assert large - small <= 2 * ((5_000 - 1_000) // cfg.lists.fanout_batch) + 2
