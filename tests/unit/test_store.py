@@ -19,9 +19,12 @@ def test_migrations_match_the_models(db_url: str) -> None:
     engine = make_engine(db_url)
     migrate(engine)
     migrate(engine)  # running again is a no-op
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == "web"
     with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        # The full-text index is the database's own (an FTS5 table, or a GIN index on an expression): no model.
+        def include(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+            return not (name or "").startswith(("archive_fts", "ix_archive_fts"))
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"include_object": include}), Base.metadata)
     assert diff == []
     engine.dispose()
 
