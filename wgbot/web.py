@@ -326,7 +326,7 @@ def _bind(site: Site, handler: Any) -> Any:
     return run
 
 
-def make_app(cfg: Config, sessions: sessionmaker[Session]) -> Starlette:
+def make_app(cfg: Config, sessions: sessionmaker[Session]) -> ASGIApp:
     site = Site(cfg, sessions)
     pages: list[tuple[str, Any, list[str]]] = [
         ("/", directory, ["GET", "HEAD"]),
@@ -355,9 +355,8 @@ def make_app(cfg: Config, sessions: sessionmaker[Session]) -> Starlette:
         return site.page("message_only.html", status, title="Sorry", text="Something went wrong; please try again "
                                                                            "later.")
     handlers: dict[Any, Any] = {HTTPException: error_page, Exception: error_page}
-    app = Starlette(routes=routes, exception_handlers=handlers)
-    app.add_middleware(SecurityHeaders)   # outermost, so error pages carry the headers too
-    return app
+    # Outside Starlette's own error middleware, so that the 500 page carries the headers too.
+    return SecurityHeaders(Starlette(routes=routes, exception_handlers=handlers))
 
 
 class _Server(uvicorn.Server):

@@ -6,6 +6,7 @@ the list really stored. Used by test_web.py (HTTP) and test_browser.py (Chromium
 
 from __future__ import annotations
 
+import datetime as dt
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from tests.integration.test_listener import Bot
 from wgbot.config import Config
 from wgbot.db import migrate
 from wgbot.groups import create_group
-from wgbot.store import Group, make_engine, make_sessionmaker
+from wgbot.store import Group, Report, make_engine, make_sessionmaker
 
 GROUP = "migrant-inclusion"
 LIST = f"{GROUP}@lists.example.org"
@@ -62,6 +63,10 @@ HOSTILE = (b"From: Carla <carla@example.org>\r\nTo: " + LIST.encode() + b"\r\n"
            b"<form action=\"https://evil.example/\"><input name=\"pw\"></form>"
            b"<svg onload=\"alert(4)\"></svg></body></html>\r\n")
 
+REPORT = (b"From: chair@comune.bologna.example\r\nTo: wgbot@lists.example.org\r\nSubject: report migrant-inclusion"
+          b"\r\nMessage-ID: <report@comune.bologna.example>\r\n\r\nTwelve cities exchanged their integration "
+          b"indicators this year.\r\n")
+
 HELD = (b"From: Stranger <stranger@example.com>\r\nTo: " + LIST.encode() + b"\r\n"
         b"Subject: Held secret plan\r\nMessage-ID: <held@example.com>\r\n\r\nThis must never be published.\r\n")
 
@@ -76,10 +81,10 @@ class Website:
         """(status, headers, body) of a GET, error statuses included."""
         try:
             with urllib.request.urlopen(self.url + path, timeout=10) as page:
-                return page.status, dict(page.headers.items()), page.read().decode()
+                return page.status, dict(page.headers.items()), page.read().decode(errors="replace")
         except urllib.error.HTTPError as err:
             with err:
-                return err.code, dict(err.headers.items()), err.read().decode()
+                return err.code, dict(err.headers.items()), err.read().decode(errors="replace")
 
 
 def seed(cfg: Config, sessions: sessionmaker[Session]) -> None:
@@ -96,6 +101,12 @@ def seed(cfg: Config, sessions: sessionmaker[Session]) -> None:
         session.scalars(select(Group).where(Group.slug == "board-room")).one().archive = "private"
     add_members(sessions, GROUP, MEMBERS)
     add_members(sessions, "board-room", {"alice@example.com": "regular"})
+    with sessions.begin() as session:   # an approved yearly report whose public comment period is open
+        group = session.scalars(select(Group).where(Group.slug == GROUP)).one()
+        now = dt.datetime.now(dt.UTC)
+        session.add(Report(group_id=group.id, kind="yearly report", submitted_by="chair@comune.bologna.example",
+                           subject="Inclusion in 2026", raw=REPORT, status="approved", submitted_at=now,
+                           decided_at=now, comments_until=now + dt.timedelta(days=10, hours=-1)))
     for raw in (KICKOFF, REPLY, HOSTILE, HELD):
         feed(sessions, cfg, raw, to=LIST)
     feed(sessions, cfg, b"From: alice@example.com\r\nTo: board-room@lists.example.org\r\nSubject: Private matter"
