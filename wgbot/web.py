@@ -29,9 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, Response
-from starlette.routing import Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from wgbot import archive, webdata
@@ -78,8 +77,8 @@ class Site:
         self.base = urlsplit(cfg.network.base_url).path.rstrip("/") if cfg.network.base_url else ""
         override = str(cfg.resolve(cfg.paths.templates)) if cfg.paths.templates else ""
         self.env = _environment(override)
-        self.static = [d for d in ([cfg.resolve(cfg.paths.templates) / "web" / "static"] if override else [])
-                       + [data_dir("templates") / "web" / "static"] if d.is_dir()]
+        self.static = ([cfg.resolve(cfg.paths.templates) / "web" / "static"] if override else []) + [
+            data_dir("templates") / "web" / "static"]
 
     @property
     def rules(self) -> Rules:
@@ -193,6 +192,16 @@ def search_page(site: Site, request: Request) -> Response:
         results = archive.search(session, words, chosen) if words.strip() else []
         return site.page("search.html", words=words, slug=slug, results=results, groups=groups,
                          choices=sorted(groups.values(), key=lambda g: g.name))
+
+
+def static_file(site: Site, request: Request) -> Response:
+    """A file of templates/web/static, the operator's own folder ([paths] templates) first."""
+    name = request.path_params["name"]
+    if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}", name):
+        for folder in site.static:
+            if (folder / name).is_file():
+                return FileResponse(folder / name, headers={"Cache-Control": "public, max-age=3600"})
+    raise HTTPException(404)
 
 
 def groups_json(site: Site, request: Request) -> Response:
@@ -343,8 +352,7 @@ def make_app(cfg: Config, sessions: sessionmaker[Session]) -> ASGIApp:
         (_UNSUBSCRIBE, unsubscribe, ["GET", "HEAD", "POST"]),
     ]
     routes: list[Any] = [Route(path, _bind(site, h), methods=m) for path, h, m in pages]
-    for folder in site.static[:1]:
-        routes.append(Mount("/static", StaticFiles(directory=str(folder)), name="static"))
+    routes.append(Route("/static/{name:str}", _bind(site, static_file), methods=["GET", "HEAD"]))
 
     def error_page(request: Request, exc: Exception) -> Response:
         status = exc.status_code if isinstance(exc, HTTPException) else 500
