@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from wgbot.parse import clean_header_text, clean_text, html_to_text
 from wgbot.store import ArchivedPost, Group
@@ -173,7 +173,9 @@ def search(session: Session, words: str, group_ids: Sequence[int], limit: int = 
             {"q": " ".join(_WORD.findall(words)[:12]), "groups": list(group_ids), "n": limit}).scalars().all()
     if not ids:
         return []
-    rows = {p.id: p for p in session.scalars(select(ArchivedPost).where(ArchivedPost.id.in_(ids)))}
+    rows = {p.id: p for p in session.scalars(select(ArchivedPost).options(load_only(
+        ArchivedPost.id, ArchivedPost.subject, ArchivedPost.author, ArchivedPost.posted_at, ArchivedPost.group_id))
+        .where(ArchivedPost.id.in_(ids)))}
     return [rows[i] for i in ids if i in rows]
 
 

@@ -17,11 +17,14 @@ import json
 import logging
 import re
 import socket
-from collections.abc import Generator
+import threading
+import time
+from collections.abc import Callable, Generator
 from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio.to_thread
 import jinja2
 import uvicorn
 from sqlalchemy import select
@@ -45,6 +48,8 @@ _UNSUBSCRIBE = "/unsubscribe/{slug:str}/{verp:str}/{token:str}"
 _SLUG = re.compile(r"^[a-z0-9-]{1,40}$")
 _TOKEN = re.compile(r"^[0-9a-f]{32}$")
 MAX_BODY = 4096
+PAGE_THREADS = 4
+CACHE_SECONDS = 5.0   # the heaviest pages may lag the store by this much
 # No script, no inline style, no remote anything; forms post only to us (CSP Level 3).
 CSP = ("default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; "
        "frame-ancestors 'none'")
@@ -77,8 +82,27 @@ class Site:
         self.base = urlsplit(cfg.network.base_url).path.rstrip("/") if cfg.network.base_url else ""
         override = str(cfg.resolve(cfg.paths.templates)) if cfg.paths.templates else ""
         self.env = _environment(override)
+        self._cache: dict[str, tuple[float, bytes]] = {}
+        self._render = threading.Lock()
         self.static = ([cfg.resolve(cfg.paths.templates) / "web" / "static"] if override else []) + [
             data_dir("templates") / "web" / "static"]
+
+    def cached(self, key: str, build: Callable[[], HTMLResponse]) -> HTMLResponse:
+        """The page at `key` as rendered less than CACHE_SECONDS ago, else `build()` (only a 200 is kept): the
+        directory of a thousand groups and a busy month take a few hundred milliseconds to render."""
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] > time.monotonic():
+            return HTMLResponse(hit[1])
+        with self._render:   # one thread renders; the requests that came meanwhile take its page
+            hit = self._cache.get(key)
+            if hit is not None and hit[0] > time.monotonic():
+                return HTMLResponse(hit[1])
+            page = build()
+            if page.status_code == 200:
+                if len(self._cache) >= 256:
+                    self._cache.clear()
+                self._cache[key] = (time.monotonic() + CACHE_SECONDS, bytes(page.body))
+        return page
 
     @property
     def rules(self) -> Rules:
@@ -113,9 +137,11 @@ class Site:
 
 
 def directory(site: Site, request: Request) -> Response:
-    with site.sessions() as session:
-        views = webdata.group_views(session, site.cfg, site.rules, now().date())
-        return site.page("directory.html", views=views)
+    def build() -> HTMLResponse:
+        with site.sessions() as session:
+            views = webdata.group_views(session, site.cfg, site.rules, now().date())
+            return site.page("directory.html", views=views)
+    return site.cached("/", build)
 
 
 def group_page(site: Site, request: Request) -> Response:
@@ -139,19 +165,24 @@ def report_page(site: Site, request: Request) -> Response:
 
 
 def archive_index(site: Site, request: Request) -> Response:
-    with site.sessions() as session:
-        group = site.public_group(session, request.path_params["slug"])
-        return site.page("archive.html", group=group, months=webdata.months(session, group))
+    def build() -> HTMLResponse:
+        with site.sessions() as session:
+            group = site.public_group(session, request.path_params["slug"])
+            return site.page("archive.html", group=group, months=webdata.months(session, group))
+    return site.cached(request.url.path, build)
 
 
 def archive_month(site: Site, request: Request) -> Response:
     month = request.path_params["month"]
-    with site.sessions() as session:
-        group = site.public_group(session, request.path_params["slug"])
-        posts = webdata.month_posts(session, group, month)
-        if not posts:
-            raise HTTPException(404)
-        return site.page("month.html", group=group, month=month, nodes=archive.threaded(posts))
+
+    def build() -> HTMLResponse:
+        with site.sessions() as session:
+            group = site.public_group(session, request.path_params["slug"])
+            posts = webdata.month_posts(session, group, month)
+            if not posts:
+                raise HTTPException(404)
+            return site.page("month.html", group=group, month=month, nodes=archive.threaded(posts))
+    return site.cached(request.url.path, build)
 
 
 def _archived(site: Site, session: Session, request: Request) -> tuple[Group, ArchivedPost]:
@@ -405,6 +436,9 @@ async def start(sessions: sessionmaker[Session], cfg: Config) -> WebServer | Non
         log.error("web pages not served: cannot listen on %s:%d (%s); mail goes on", cfg.web.host, cfg.web.port,
                   exc)
         return None
+    # Starlette runs the page handlers in anyio's thread pool (40 threads by default): a few are enough on a
+    # small machine, and each thread at work holds a page and a database connection, so fewer keep RSS low.
+    anyio.to_thread.current_default_thread_limiter().total_tokens = PAGE_THREADS
     config = uvicorn.Config(make_app(cfg, sessions), lifespan="off", access_log=False, log_level="warning",
                             server_header=False, proxy_headers=False, timeout_graceful_shutdown=5)
     server = _Server(config)

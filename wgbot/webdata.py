@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, load_only
 
 from wgbot import rules as R
 from wgbot.archive import is_public
@@ -74,7 +74,8 @@ def _people(session: Session, ids: list[int]) -> dict[int, list[tuple[str, str, 
     return out
 
 
-def _fill(view: GroupView, people: list[tuple[str, str, str]], cfg: Config, rules: R.Rules, today: dt.date) -> None:
+def _fill(view: GroupView, people: list[tuple[str, str, str]], cfg: Config, rules: R.Rules,
+          deadlines: list[Obligation]) -> None:
     by_country: dict[str, dict[str, None]] = {}
     for role, org, country in people:
         if org:
@@ -93,7 +94,7 @@ def _fill(view: GroupView, people: list[tuple[str, str, str]], cfg: Config, rule
     view.join_mailto = mailto(cfg.network.bot_address, subject, body)
     view.owner = f"{g.slug}-owner@{cfg.network.list_domain}"
     if g.status == GroupStatus.ACTIVE.value:
-        view.deadlines = sorted(obligations(rules, cfg.schedule.general_assembly, today), key=lambda o: o.deadline)
+        view.deadlines = deadlines
     view.public_archive = is_public(g, cfg.web.archives)
 
 
@@ -105,10 +106,11 @@ def group_views(session: Session, cfg: Config, rules: R.Rules, today: dt.date,
         query = select(Group).where(Group.slug == slug, Group.status != GroupStatus.CLOSED.value)
     groups = list(session.scalars(query))
     people = _people(session, [g.id for g in groups])
+    deadlines = sorted(obligations(rules, cfg.schedule.general_assembly, today), key=lambda o: o.deadline)
     views = []
     for g in groups:
         view = GroupView(g)
-        _fill(view, people.get(g.id, []), cfg, rules, today)
+        _fill(view, people.get(g.id, []), cfg, rules, deadlines)
         views.append(view)
     return views
 
@@ -133,14 +135,19 @@ def months(session: Session, group: Group) -> list[tuple[str, int]]:
         .group_by(ArchivedPost.month).order_by(ArchivedPost.month.desc())).all()]
 
 
+# What a list of posts shows: never the bodies, which are most of an archive's bytes.
+LISTED_COLUMNS = (ArchivedPost.id, ArchivedPost.parent_id, ArchivedPost.subject, ArchivedPost.author,
+                  ArchivedPost.posted_at, ArchivedPost.group_id)
+
+
 def month_posts(session: Session, group: Group, month: str) -> list[ArchivedPost]:
-    return list(session.scalars(select(ArchivedPost).where(ArchivedPost.group_id == group.id,
-                                                           ArchivedPost.month == month)))
+    return list(session.scalars(select(ArchivedPost).options(load_only(*LISTED_COLUMNS)).where(
+        ArchivedPost.group_id == group.id, ArchivedPost.month == month)))
 
 
 def thread_of(session: Session, post: ArchivedPost) -> list[ArchivedPost]:
-    return list(session.scalars(select(ArchivedPost).where(ArchivedPost.thread_id == post.thread_id,
-                                                           ArchivedPost.group_id == post.group_id).limit(500)))
+    return list(session.scalars(select(ArchivedPost).options(load_only(*LISTED_COLUMNS)).where(
+        ArchivedPost.thread_id == post.thread_id, ArchivedPost.group_id == post.group_id).limit(500)))
 
 
 def public_groups(session: Session, cfg: Config) -> dict[int, Group]:
