@@ -15,6 +15,7 @@ import datetime as dt
 import hmac
 import json
 import logging
+import mimetypes
 import re
 import socket
 import threading
@@ -32,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -226,13 +227,23 @@ def search_page(site: Site, request: Request) -> Response:
 
 
 def static_file(site: Site, request: Request) -> Response:
-    """A file of templates/web/static, the operator's own folder ([paths] templates) first."""
+    """A file of templates/web/static, the operator's own folder ([paths] templates) first; kept in memory
+    (these are a style sheet and the like), read again when it changes."""
     name = request.path_params["name"]
     if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,100}", name):
         for folder in site.static:
-            if (folder / name).is_file():
-                return FileResponse(folder / name, headers={"Cache-Control": "public, max-age=3600"})
+            path = folder / name
+            if path.is_file():
+                data = _read(str(path), path.stat().st_mtime_ns)
+                kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+                return Response(data, media_type=kind, headers={"Cache-Control": "public, max-age=3600"})
     raise HTTPException(404)
+
+
+@lru_cache(maxsize=64)
+def _read(path: str, mtime: int) -> bytes:
+    with open(path, "rb") as fh:
+        return fh.read()
 
 
 def groups_json(site: Site, request: Request) -> Response:

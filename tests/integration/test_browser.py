@@ -73,6 +73,17 @@ def by_text(driver: Any, text: str) -> Any:
     return driver.find_element(By.PARTIAL_LINK_TEXT, text)
 
 
+def follow(driver: Any, element: Any, action: Any = None) -> None:
+    """Click (or do `action` on) `element` and wait until the next page has replaced this one."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.wait import WebDriverWait
+
+    page = driver.find_element(By.TAG_NAME, "html")
+    (action or element.click)()
+    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(page))
+
+
 def test_a_visitor_follows_a_group_to_a_threaded_message_and_searches(browser: Any, site: Website) -> None:
     """Directory → group → archive → month → a reply with its quote folded → search, by links and the form,
     with the skip link first in the keyboard order and AA contrast; screenshots go to docs/."""
@@ -90,13 +101,13 @@ def test_a_visitor_follows_a_group_to_a_threaded_message_and_searches(browser: A
     assert browser.switch_to.active_element.text == "Skip to content"
     browser.switch_to.active_element.send_keys(Keys.ENTER)
     assert browser.current_url.endswith("#content")
-    by_text(browser, "Migrant Inclusion").click()
+    follow(browser, by_text(browser, "Migrant Inclusion"))
     assert browser.find_element(By.TAG_NAME, "h1").text == "Migrant Inclusion"
-    by_text(browser, "Read the archive").click()
-    by_text(browser, "November 2026").click()
+    follow(browser, by_text(browser, "Read the archive"))
+    follow(browser, by_text(browser, "November 2026"))
     replies = browser.find_elements(By.CSS_SELECTOR, "li.depth-1 a")
     assert [r.text for r in replies] == ["Re: [migrant-inclusion] Kick-off meeting in Bologna"]
-    replies[0].click()
+    follow(browser, replies[0])
     quoted = browser.find_element(By.CSS_SELECTOR, "details.quoted")
     inner = quoted.find_element(By.TAG_NAME, "pre")
     assert not inner.is_displayed()
@@ -105,10 +116,10 @@ def test_a_visitor_follows_a_group_to_a_threaded_message_and_searches(browser: A
     assert browser.find_element(By.PARTIAL_LINK_TEXT, "agenda.pdf").get_attribute("download") is not None
     assert browser.execute_script(CONTRAST_JS) == []
     browser.save_screenshot(str(DOCS / "archive.png"))
-    by_text(browser, "Search the archives").click()
+    follow(browser, by_text(browser, "Search the archives"))
     field = browser.find_element(By.ID, "q")
     assert browser.find_element(By.CSS_SELECTOR, "label[for=q]").text == "Words"
-    field.send_keys("integration indicators", Keys.ENTER)
+    follow(browser, field, lambda: field.send_keys("integration indicators", Keys.ENTER))
     results = browser.find_elements(By.CSS_SELECTOR, "ol.results a")
     assert [r.text for r in results] == ["Kick-off meeting in Bologna"]
 
@@ -170,6 +181,6 @@ def test_one_click_form_in_the_browser(browser: Any, site: Website) -> None:
     browser.get(site.url + url.removeprefix(site.cfg.network.base_url.rstrip("/")))
     assert browser.find_element(By.TAG_NAME, "h1").text == "Leave Migrant Inclusion?" and member()
     assert "b…@example.net" in browser.page_source and "bob@example.net" not in browser.page_source
-    browser.find_element(By.CSS_SELECTOR, "form[method=post] button").click()
+    follow(browser, browser.find_element(By.CSS_SELECTOR, "form[method=post] button"))
     assert browser.find_element(By.TAG_NAME, "h1").text == "You have left Migrant Inclusion"
     assert not member()
