@@ -478,9 +478,9 @@ WORDS = ("meeting agenda report housing inclusion migrants city council budget i
 
 
 def fill_web(site: Site, groups: int, posts: int) -> list[int]:
-    """`groups` groups with a contact each, and `posts` archived posts in the first one (over 24 months, four
-    replies to each thread's first post), written straight into the store with their search index, already
-    sent in digests (as in a running list); returns some post ids."""
+    """`groups` groups with a contact each, and `posts` archived posts in the first one (over 24 months, in
+    threads of five, each post answering the one before), written straight into the store with their search
+    index, already sent in digests (as in a running list); returns some post ids."""
     import random
 
     from sqlalchemy import insert, select, text

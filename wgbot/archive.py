@@ -120,12 +120,19 @@ def _parent(conn: Connection | Session, group_id: int, in_reply_to: str, referen
     return None
 
 
-def record(conn: Connection | Session, *, post_id: int, group_id: int, raw: bytes, message_id: str,
+def shown_subject(subject: str, slug: str) -> str:
+    """The subject as the archive shows it: one line, addresses masked, without the list's own `[slug]` tag
+    (which replies carry from the list copy)."""
+    text = clean_header_text(subject, 998).replace(f"[{slug}] ", "").replace(f"[{slug}]", "").strip()
+    return mask(text) or "(no subject)"
+
+
+def record(conn: Connection | Session, *, post_id: int, group_id: int, slug: str, raw: bytes, message_id: str,
            in_reply_to: str, references: str, sender: str, display_name: str, subject: str,
            posted_at: dt.datetime) -> int:
     """Add one accepted post to the archive (and to the search index); returns its archive id."""
     found = content(raw)
-    shown = mask(clean_header_text(subject, 998)) or "(no subject)"
+    shown = shown_subject(subject, slug)
     parent = _parent(conn, group_id, in_reply_to, references)
     new_id = conn.execute(insert(ArchivedPost).values(
         post_id=post_id, group_id=group_id, message_id=message_id[:998], parent_id=parent[0] if parent else None,
@@ -228,6 +235,7 @@ def backfill(conn: Connection) -> int:
     from wgbot.store import Post
 
     done = set(conn.execute(select(ArchivedPost.post_id)).scalars())
+    slugs = dict(conn.execute(select(Group.id, Group.slug)).all())
     count = 0
     for post in conn.execute(select(Post.id, Post.group_id, Post.raw, Post.posted_at).order_by(Post.id)):
         if post.id in done:
@@ -236,7 +244,8 @@ def backfill(conn: Connection) -> int:
             msg = parse(post.raw)
         except Exception:   # a stored post that no longer parses is left out of the pages, not fatal to a migration
             continue
-        record(conn, post_id=post.id, group_id=post.group_id, raw=post.raw, message_id=msg.message_id,
+        record(conn, post_id=post.id, group_id=post.group_id, slug=slugs.get(post.group_id, ""), raw=post.raw,
+               message_id=msg.message_id,
                in_reply_to=msg.in_reply_to, references=msg.references, sender=msg.sender,
                display_name=msg.display_name, subject=msg.subject, posted_at=post.posted_at)
         count += 1

@@ -276,7 +276,7 @@ def distribute(ctx: Context, group: Group, raw: bytes, msg: Message, inbound_id:
                 posted_at=ctx.now)
     ctx.session.add(post)
     ctx.session.flush()
-    archive.record(ctx.session, post_id=post.id, group_id=group.id, raw=raw, message_id=msg.message_id,
+    archive.record(ctx.session, post_id=post.id, group_id=group.id, slug=group.slug, raw=raw, message_id=msg.message_id,
                    in_reply_to=msg.in_reply_to, references=msg.references, sender=msg.sender,
                    display_name=msg.display_name, subject=msg.subject, posted_at=ctx.now)
     copy = build_copy(ctx.cfg, group, raw, msg)
