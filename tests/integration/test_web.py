@@ -233,3 +233,37 @@ def test_a_fault_of_ours_is_a_page_and_a_taken_port_does_not_stop_the_bot(tmp_pa
     finally:
         served.stop()
         engine.dispose()
+
+
+def test_embedded_set_up_serves_the_pages(tmp_path: Path) -> None:
+    """`wgbot init && wgbot run` on the embedded defaults serves the directory at once (only the ports are moved
+    off 8025/8080 so that tests can run side by side), and SIGTERM still stops the bot with exit 0."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    env = {k: v for k, v in __import__("os").environ.items() if k != "WGBOT_CONFIG"}
+    subprocess.run([sys.executable, "-m", "wgbot", "init"], cwd=tmp_path, check=True, capture_output=True, env=env)
+    config = tmp_path / "config.toml"
+    web_port, smtp_port = free_port(), free_port()
+    text = config.read_text()
+    assert "enabled = true                            # http://127.0.0.1:8080/" in text
+    config.write_text(text.replace("port = 8080", f"port = {web_port}").replace("port = 8025", f"port = {smtp_port}"))
+    bot = subprocess.Popen([sys.executable, "-m", "wgbot", "run"], cwd=tmp_path, env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        site = Website(make_config(tmp_path), None, f"http://127.0.0.1:{web_port}")  # type: ignore[arg-type]
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                status, _, page = site.get("/")
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the pages did not come up"
+                time.sleep(0.1)
+        assert status == 200 and "<h1>Example Network: working groups</h1>" in page
+    finally:
+        bot.send_signal(signal.SIGTERM)
+        _, err = bot.communicate(timeout=30)
+    assert bot.returncode == 0, err.decode()[-2000:]
