@@ -572,7 +572,8 @@ def bench_web(sink: Sink, groups: int, posts: int, seconds: float) -> None:
             print(f"web-{name}: {size / 1024:,.0f} KiB | wgbot {dynamic['rps']:,.0f} req/s, p99 "
                   f"{dynamic['p99_ms']:.0f} ms | static file of the same size {same['rps']:,.0f} req/s, p99 "
                   f"{same['p99_ms']:.0f} ms | wgbot/static {same['rps'] / max(dynamic['rps'], 0.01):.1f}x | "
-                  f"errors {int(dynamic['errors'])}+{int(same['errors'])}")
+                  f"errors {int(dynamic['errors'])}+{int(same['errors'])} | peak RSS so far "
+                  f"{site.peak_rss_mb():.0f} MB")
         searches = time_search(site)
         print(f"web-search-{posts}: " + ", ".join(f"{ms:.1f} ms" for ms in searches)
               + " (a common word, two words, three words, a word found nowhere) | target < 100 ms")

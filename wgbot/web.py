@@ -223,7 +223,7 @@ def search_page(site: Site, request: Request) -> Response:
         chosen = [g.id for g in groups.values() if not slug or g.slug == slug]
         results = archive.search(session, words, chosen) if words.strip() else []
         return site.page("search.html", words=words, slug=slug, results=results, groups=groups,
-                         choices=sorted(groups.values(), key=lambda g: g.name))
+                         choices=list(groups.values()))
 
 
 def static_file(site: Site, request: Request) -> Response:

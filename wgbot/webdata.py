@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import urllib.parse
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, load_only
@@ -150,9 +150,16 @@ def thread_of(session: Session, post: ArchivedPost) -> list[ArchivedPost]:
         ArchivedPost.thread_id == post.thread_id, ArchivedPost.group_id == post.group_id).limit(500)))
 
 
-def public_groups(session: Session, cfg: Config) -> dict[int, Group]:
-    """Groups whose archive may be shown (closed groups keep their archive, if public)."""
-    return {g.id: g for g in session.scalars(select(Group)) if is_public(g, cfg.web.archives)}
+class GroupRef(NamedTuple):
+    id: int
+    slug: str
+    name: str
+
+
+def public_groups(session: Session, cfg: Config) -> dict[int, GroupRef]:
+    """Groups whose archive may be shown (closed groups keep their archive, if public), in name order."""
+    rows = session.execute(select(Group.id, Group.slug, Group.name, Group.archive).order_by(Group.name)).all()
+    return {i: GroupRef(i, slug, name) for i, slug, name, archive in rows if (archive or cfg.web.archives) == "public"}
 
 
 def calendar_events(session: Session, cfg: Config, rules: R.Rules, now: dt.datetime) -> list[dict[str, Any]]:
