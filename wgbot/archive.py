@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import bindparam, insert, select, text, update
 from sqlalchemy.engine import Connection
@@ -186,18 +186,26 @@ def search(session: Session, words: str, group_ids: Sequence[int], limit: int = 
     return [rows[i] for i in ids if i in rows]
 
 
+class Listed(Protocol):
+    """What threading reads of a post (an ArchivedPost, or a row of its listed columns)."""
+
+    id: int
+    parent_id: int | None
+    posted_at: dt.datetime
+
+
 @dataclass(frozen=True)
 class Node:
-    post: ArchivedPost
+    post: Any
     depth: int
 
 
-def threaded(posts: Iterable[ArchivedPost]) -> list[Node]:
+def threaded(posts: Iterable[Listed]) -> list[Node]:
     """Posts in thread order: each thread from its first post, replies under what they answer (depth capped)."""
     posts = sorted(posts, key=lambda p: (p.posted_at, p.id))
     by_id = {p.id: p for p in posts}
-    children: dict[int, list[ArchivedPost]] = {}
-    roots: list[ArchivedPost] = []
+    children: dict[int, list[Listed]] = {}
+    roots: list[Listed] = []
     for p in posts:
         if p.parent_id in by_id:
             children.setdefault(p.parent_id or 0, []).append(p)

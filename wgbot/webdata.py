@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, load_only
+from sqlalchemy.orm import Session
 
 from wgbot import rules as R
 from wgbot.archive import is_public
@@ -135,18 +135,19 @@ def months(session: Session, group: Group) -> list[tuple[str, int]]:
         .group_by(ArchivedPost.month).order_by(ArchivedPost.month.desc())).all()]
 
 
-# What a list of posts shows: never the bodies, which are most of an archive's bytes.
+# What a list of posts shows: never the bodies, which are most of an archive's bytes; plain rows, not ORM objects,
+# so that a month of thousands of posts stays small in memory.
 LISTED_COLUMNS = (ArchivedPost.id, ArchivedPost.parent_id, ArchivedPost.subject, ArchivedPost.author,
                   ArchivedPost.posted_at, ArchivedPost.group_id)
 
 
-def month_posts(session: Session, group: Group, month: str) -> list[ArchivedPost]:
-    return list(session.scalars(select(ArchivedPost).options(load_only(*LISTED_COLUMNS)).where(
-        ArchivedPost.group_id == group.id, ArchivedPost.month == month)))
+def month_posts(session: Session, group: Group, month: str) -> list[Any]:
+    return list(session.execute(select(*LISTED_COLUMNS).where(ArchivedPost.group_id == group.id,
+                                                               ArchivedPost.month == month)))
 
 
-def thread_of(session: Session, post: ArchivedPost) -> list[ArchivedPost]:
-    return list(session.scalars(select(ArchivedPost).options(load_only(*LISTED_COLUMNS)).where(
+def thread_of(session: Session, post: ArchivedPost) -> list[Any]:
+    return list(session.execute(select(*LISTED_COLUMNS).where(
         ArchivedPost.thread_id == post.thread_id, ArchivedPost.group_id == post.group_id).limit(500)))
 
 
