@@ -161,29 +161,39 @@ def fts_query(words: str) -> str:
     return " ".join(f'"{w}"' for w in _WORD.findall(words)[:12])
 
 
-def search(session: Session, words: str, group_ids: Sequence[int], limit: int = 50) -> list[ArchivedPost]:
-    """Archived posts of `group_ids` matching every word, newest first: SQLite FTS5, or PostgreSQL full-text
-    search over the index that the migration creates."""
-    if not group_ids or not _WORD.search(words):
+def search(session: Session, words: str, group_ids: Sequence[int] | None, limit: int = 50,
+           exclude: Sequence[int] = ()) -> list[ArchivedPost]:
+    """Archived posts matching every word, newest first, of `group_ids` (None: every group but `exclude`):
+    SQLite FTS5, or PostgreSQL full-text search over the index that the migration creates."""
+    if group_ids is not None and not group_ids or not _WORD.search(words):
         return []
+    where, params = _group_filter(group_ids, exclude)
     if _dialect(session) == "sqlite":
-        ids = session.execute(text(
-            "SELECT f.rowid FROM archive_fts f JOIN archive_posts a ON a.id = f.rowid "
-            "WHERE archive_fts MATCH :q AND a.group_id IN :groups ORDER BY f.rowid DESC LIMIT :n")
-            .bindparams(bindparam("groups", expanding=True)),
-            {"q": fts_query(words), "groups": list(group_ids), "n": limit}).scalars().all()
+        sql = ("SELECT f.rowid FROM archive_fts f JOIN archive_posts a ON a.id = f.rowid "
+               f"WHERE archive_fts MATCH :q{where} ORDER BY f.rowid DESC LIMIT :n")
+        query = fts_query(words)
     else:
-        ids = session.execute(text(
-            "SELECT id FROM archive_posts WHERE to_tsvector('simple', subject || ' ' || body) "
-            "@@ plainto_tsquery('simple', :q) AND group_id IN :groups ORDER BY id DESC LIMIT :n")
-            .bindparams(bindparam("groups", expanding=True)),
-            {"q": " ".join(_WORD.findall(words)[:12]), "groups": list(group_ids), "n": limit}).scalars().all()
+        sql = ("SELECT a.id FROM archive_posts a WHERE to_tsvector('simple', a.subject || ' ' || a.body) "
+               f"@@ plainto_tsquery('simple', :q){where} ORDER BY a.id DESC LIMIT :n")
+        query = " ".join(_WORD.findall(words)[:12])
+    statement = text(sql)
+    if params:
+        statement = statement.bindparams(bindparam("groups", expanding=True))
+    ids = session.execute(statement, {"q": query, "n": limit, **params}).scalars().all()
     if not ids:
         return []
     rows = {p.id: p for p in session.scalars(select(ArchivedPost).options(load_only(
         ArchivedPost.id, ArchivedPost.subject, ArchivedPost.author, ArchivedPost.posted_at, ArchivedPost.group_id))
         .where(ArchivedPost.id.in_(ids)))}
     return [rows[i] for i in ids if i in rows]
+
+
+def _group_filter(group_ids: Sequence[int] | None, exclude: Sequence[int]) -> tuple[str, dict[str, Any]]:
+    if group_ids is not None:
+        return " AND a.group_id IN :groups", {"groups": list(group_ids)}
+    if exclude:
+        return " AND a.group_id NOT IN :groups", {"groups": list(exclude)}
+    return "", {}
 
 
 class Listed(Protocol):

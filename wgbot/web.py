@@ -219,11 +219,17 @@ def search_page(site: Site, request: Request) -> Response:
     words = request.query_params.get("q", "")[:200]
     slug = request.query_params.get("group", "")
     with site.sessions() as session:
-        groups = webdata.public_groups(session, site.cfg)
-        chosen = [g.id for g in groups.values() if not slug or g.slug == slug]
-        results = archive.search(session, words, chosen) if words.strip() else []
+        groups = webdata.archive_groups(session, site.cfg)
+        public = [g for g in groups.values() if g.public]
+        results = []
+        if words.strip():
+            if slug:
+                results = archive.search(session, words, [g.id for g in public if g.slug == slug])
+            else:
+                results = archive.search(session, words, None, exclude=[g.id for g in groups.values() if not g.public])
+        # A list of a hundred groups is a choice; a longer one is not (each archive page searches its own group).
         return site.page("search.html", words=words, slug=slug, results=results, groups=groups,
-                         choices=list(groups.values()))
+                         choices=public if len(public) <= 100 else [])
 
 
 def static_file(site: Site, request: Request) -> Response:

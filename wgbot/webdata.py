@@ -155,12 +155,13 @@ class GroupRef(NamedTuple):
     id: int
     slug: str
     name: str
+    public: bool
 
 
-def public_groups(session: Session, cfg: Config) -> dict[int, GroupRef]:
-    """Groups whose archive may be shown (closed groups keep their archive, if public), in name order."""
+def archive_groups(session: Session, cfg: Config) -> dict[int, GroupRef]:
+    """Every group (closed ones keep their archive) with whether its archive is published, in name order."""
     rows = session.execute(select(Group.id, Group.slug, Group.name, Group.archive).order_by(Group.name)).all()
-    return {i: GroupRef(i, slug, name) for i, slug, name, archive in rows if (archive or cfg.web.archives) == "public"}
+    return {i: GroupRef(i, slug, name, (archive or cfg.web.archives) == "public") for i, slug, name, archive in rows}
 
 
 def calendar_events(session: Session, cfg: Config, rules: R.Rules, now: dt.datetime) -> list[dict[str, Any]]:
