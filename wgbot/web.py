@@ -75,6 +75,21 @@ def _environment(override: str) -> jinja2.Environment:
     return env
 
 
+class SharedPage(Response):
+    """A page whose bytes every request shares (a cached page, a static file), sent in pieces: uvicorn waits for
+    a slow client between pieces, so each connection holds one piece instead of its own copy of the page."""
+
+    PIECE = 64 * 1024
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        body = memoryview(self.body)
+        for start in range(0, len(body), self.PIECE):
+            await send({"type": "http.response.body", "body": bytes(body[start:start + self.PIECE]),
+                        "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+
 class Site:
     """What every handler needs: the configuration, the rules, the store."""
 
@@ -88,16 +103,16 @@ class Site:
         self.static = ([cfg.resolve(cfg.paths.templates) / "web" / "static"] if override else []) + [
             data_dir("templates") / "web" / "static"]
 
-    def cached(self, key: str, build: Callable[[], HTMLResponse]) -> HTMLResponse:
+    def cached(self, key: str, build: Callable[[], HTMLResponse]) -> Response:
         """The page at `key` as rendered less than CACHE_SECONDS ago, else `build()` (only a 200 is kept): the
         directory of a thousand groups and a busy month take a few hundred milliseconds to render."""
         hit = self._cache.get(key)
         if hit is not None and hit[0] > time.monotonic():
-            return HTMLResponse(hit[1])
+            return SharedPage(hit[1], media_type="text/html")
         with self._render:   # one thread renders; the requests that came meanwhile take its page
             hit = self._cache.get(key)
             if hit is not None and hit[0] > time.monotonic():
-                return HTMLResponse(hit[1])
+                return SharedPage(hit[1], media_type="text/html")
             page = build()
             if page.status_code == 200:
                 if len(self._cache) >= 256:
@@ -242,7 +257,7 @@ def static_file(site: Site, request: Request) -> Response:
             if path.is_file():
                 data = _read(str(path), path.stat().st_mtime_ns)
                 kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
-                return Response(data, media_type=kind, headers={"Cache-Control": "public, max-age=3600"})
+                return SharedPage(data, media_type=kind, headers={"Cache-Control": "public, max-age=3600"})
     raise HTTPException(404)
 
 
