@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench all                  # everything at the default sizes
     python -m benchmarks.bench fanout --sizes 1000,10000,100000 --runs 3
-    python -m benchmarks.bench commands|import|digest|intake|intake-postfix|startup
+    python -m benchmarks.bench commands|import|digest|intake|intake-postfix|startup|web
     python -m benchmarks.bench all --smoke          # tiny sizes, one run (what CI may run)
 
 Every figure is a median of --runs runs. Each benchmark prints two baselines measured in the same run on the
@@ -128,10 +128,11 @@ class Site:
 
     connections = 8
 
-    def __init__(self, sink: Sink, personalize: bool = True, connections: int | None = None) -> None:
+    def __init__(self, sink: Sink, personalize: bool = True, connections: int | None = None, extra: str = "") -> None:
         connections = connections or self.connections
         self.dir = Path(tempfile.mkdtemp(prefix="wgbot-bench-"))
         self.port = free_port()
+        self.web_port = free_port()
         self.config = self.dir / "config.toml"
         self.config.write_text(f"""
 [network]
@@ -156,7 +157,9 @@ replies_per_day = 100000
 rollup_on = ""
 [log]
 level = "WARNING"
-""")
+[web]
+port = {self.web_port}
+{extra}""")
         self.wgbot("init")
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -469,10 +472,121 @@ def bench_startup(sink: Sink, runs: int) -> None:
           f"{median(local):.3f} s processed in the command (--local) | target < 0.3 s")
 
 
+WORDS = ("meeting agenda report housing inclusion migrants city council budget indicators policy draft comment "
+         "deadline assembly minutes training school health employment language culture youth sport mobility "
+         "participation discrimination equality network partners survey workshop evaluation").split()
+
+
+def fill_web(site: Site, groups: int, posts: int) -> list[int]:
+    """`groups` groups with a contact each, and `posts` archived posts in the first one (over 24 months, in
+    threads of five, each post answering the one before), written straight into the store with their search
+    index, already sent in digests (as in a running list); returns some post ids."""
+    import random
+
+    from sqlalchemy import insert, select, text
+
+    from wgbot.store import ArchivedPost, Group, Member, Membership, Post
+
+    rng = random.Random(7)
+    now = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+    with site.sessions().begin() as session:
+        session.execute(insert(Group), [{"slug": f"g{i}", "name": f"Working Group {i}", "status": "active",
+                                         "introduction": " ".join(rng.choices(WORDS, k=40)), "created_at": now}
+                                        for i in range(groups)])
+        session.execute(insert(Member), [{"address": f"c{i}@city{i}.example", "address_key": f"c{i}@city{i}.example",
+                                          "organisation": f"City {i}", "country": ("IT", "DE", "FR", "AT")[i % 4],
+                                          "created_at": now} for i in range(groups)])
+        gids = session.scalars(select(Group.id).order_by(Group.id)).all()
+        mids = session.scalars(select(Member.id).order_by(Member.id)).all()
+        session.execute(insert(Membership), [{"group_id": g, "member_id": m, "role": "contact", "joined_at": now}
+                                             for g, m in zip(gids, mids, strict=True)])
+        for start in range(0, posts, 5000):
+            chunk = range(start, min(posts, start + 5000))
+            session.execute(insert(Post), [{"id": i + 1, "group_id": gids[0], "message_id": f"<p{i}@b.example>",
+                                            "sender": "a@b.example", "subject": "s", "raw": b"", "posted_at": now,
+                                            "digested_at": now}
+                                           for i in chunk])
+            session.execute(insert(ArchivedPost), [
+                {"id": i + 1, "post_id": i + 1, "group_id": gids[0], "message_id": f"<p{i}@b.example>",
+                 "parent_id": i if i % 5 else None, "thread_id": i - i % 5 + 1,
+                 "month": f"{2025 + (i * 24 // posts) // 12}-{(i * 24 // posts) % 12 + 1:02d}",
+                 "author": f"Member {i % 300}", "subject": " ".join(rng.choices(WORDS, k=6)),
+                 "body": "\n".join(" ".join(rng.choices(WORDS, k=12)) for _ in range(8)), "html": "",
+                 "attachments": [], "posted_at": now - dt.timedelta(minutes=posts - i)} for i in chunk])
+        session.execute(text("INSERT INTO archive_fts(rowid, subject, body) "
+                             "SELECT id, subject, body FROM archive_posts"))
+    return [1, posts // 2, posts]
+
+
+def time_search(site: Site) -> list[float]:
+    """Milliseconds for searches of a common word, two words, and a word that is nowhere, on the store itself."""
+    from sqlalchemy import select
+
+    from wgbot.archive import search
+    from wgbot.store import Group
+
+    sessions = site.sessions()
+    out = []
+    with sessions() as session:
+        gids = list(session.scalars(select(Group.id)))
+        for words in ("housing", "budget indicators", "meeting agenda report", "nowhereword"):
+            start = time.perf_counter()
+            search(session, words, gids)
+            out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def load(url: str, seconds: float, connections: int = 16) -> dict[str, float]:
+    """Load `url` from a second process (benchmarks.webload) and return its figures."""
+    import json
+
+    run = subprocess.run([sys.executable, "-m", "benchmarks.webload", url, "--connections", str(connections),
+                          "--seconds", str(seconds)], check=True, capture_output=True, text=True, cwd=ROOT)
+    return json.loads(run.stdout)  # type: ignore[no-any-return]
+
+
+def bench_web(sink: Sink, groups: int, posts: int, seconds: float) -> None:
+    """The pages under load against a static file of the same size, served by the same server in the same run."""
+    static = "[paths]\ntemplates = \"custom\"\n"
+    site = Site(sink, extra=static)
+    try:
+        ids = fill_web(site, groups, posts)
+        site.start()
+        wait_port(site.web_port)
+        idle = site.peak_rss_mb()
+        base = f"http://127.0.0.1:{site.web_port}"
+        folder = site.dir / "custom" / "web" / "static"
+        folder.mkdir(parents=True)
+        pages = {"directory": "/", "archive-index": "/groups/g0/archive/", "month": "/groups/g0/archive/2026-10/",
+                 "message": f"/groups/g0/archive/msg/{ids[1]}/", "search": "/search?q=budget+indicators"}
+        print(f"web: {groups:,} groups, {posts:,} archived posts; load from a second process, 16 connections, "
+              f"{seconds:g} s each")
+        for name, path in pages.items():
+            import urllib.request
+
+            with urllib.request.urlopen(base + path, timeout=60) as page:
+                size = len(page.read())
+            (folder / f"same-{name}.html").write_bytes(b"x" * size)
+            dynamic = load(base + path, seconds)
+            same = load(f"{base}/static/same-{name}.html", seconds)
+            print(f"web-{name}: {size / 1024:,.0f} KiB | wgbot {dynamic['rps']:,.0f} req/s, p99 "
+                  f"{dynamic['p99_ms']:.0f} ms | static file of the same size {same['rps']:,.0f} req/s, p99 "
+                  f"{same['p99_ms']:.0f} ms | wgbot/static {same['rps'] / max(dynamic['rps'], 0.01):.1f}x | "
+                  f"errors {int(dynamic['errors'])}+{int(same['errors'])} | peak RSS so far "
+                  f"{site.peak_rss_mb():.0f} MB")
+        searches = time_search(site)
+        print(f"web-search-{posts}: " + ", ".join(f"{ms:.1f} ms" for ms in searches)
+              + " (a common word, two words, three words, a word found nowhere) | target < 100 ms")
+        print(f"web-rss: peak RSS of wgbot run {site.peak_rss_mb():.0f} MB ({idle:.0f} MB before the load) | "
+              "target < 100 MB")
+    finally:
+        site.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("which", choices=["all", "fanout", "commands", "import", "digest", "intake",
-                                          "intake-postfix", "startup"])
+                                          "intake-postfix", "startup", "web"])
     parser.add_argument("--sizes", default="1000,10000", help="member counts for fan-out and import")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run")
@@ -481,8 +595,10 @@ def main() -> None:
     sizes = [int(x) for x in args.sizes.split(",")]
     runs = args.runs
     commands, digest_members, digest_posts, intake = 1000, 1000, 200, 2000
+    web_groups, web_posts, web_seconds = 1000, 100_000, 10.0
     if args.smoke:
         sizes, runs, commands, digest_members, digest_posts, intake = [100], 1, 50, 20, 10, 50
+        web_groups, web_posts, web_seconds = 20, 500, 1.0
     Site.connections = args.connections
     sink = Sink()
     jobs: dict[str, Callable[[], None]] = {
@@ -493,6 +609,7 @@ def main() -> None:
         "intake": lambda: bench_intake(sink, intake, runs),
         "intake-postfix": lambda: bench_intake_postfix(sink, intake, runs),
         "startup": lambda: bench_startup(sink, runs),
+        "web": lambda: bench_web(sink, web_groups, web_posts, web_seconds),
     }
     try:
         for name, job in jobs.items():

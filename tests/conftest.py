@@ -24,6 +24,7 @@ def make_config(tmp_path: Path, **sections: dict[str, Any]) -> Config:
                     "rules": "igf", "timezone": "Europe/Brussels"},
         "database": {"url": f"sqlite:///{tmp_path}/wgbot.sqlite3"},
         "outbound": {"transport": "maildir", "maildir": str(tmp_path / "outbox")},
+        "web": {"enabled": False},   # tests that serve pages ask for a port of their own
     }
     for name, values in sections.items():
         target = data

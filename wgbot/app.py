@@ -98,6 +98,8 @@ class Runner:
                 transport.close()
         if server is not None:
             await asyncio.wait_for(server.wait_closed(), timeout=GRACE_SECONDS)
+        if web is not None:
+            await web.wait_closed(GRACE_SECONDS)
         log.info("stopped")
         return 0
 

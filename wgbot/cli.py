@@ -367,6 +367,9 @@ def cmd_group_set(args: argparse.Namespace) -> int:
         if args.from_policy is not None:
             group.from_policy = "" if args.from_policy == "default" else args.from_policy
             changes.append(f"from_policy={args.from_policy}")
+        if args.archive is not None:
+            group.archive = "" if args.archive == "default" else args.archive
+            changes.append(f"archive={args.archive}")
         for address, flag in [(a, True) for a in args.moderate or []] + [(a, False) for a in args.unmoderate or []]:
             member = get_member(session, address)
             ms = session.scalar(select(Membership).where(Membership.group_id == group.id,
@@ -637,6 +640,8 @@ def build_parser() -> argparse.ArgumentParser:
     c = gsub.add_parser("set", help="change a group's list settings",
                         description="Change a group's From policy for DMARC, or put members under moderation.")
     c.add_argument("group", metavar="GROUP", help="the group's slug or name")
+    c.add_argument("--archive", choices=["public", "private", "default"],
+                   help="publish the group's list archive on the web pages, or not (default: [web] archives)")
     c.add_argument("--from-policy", choices=["munge", "wrap", "keep", "default"],
                    help="how the list rewrites From (default: the network's [lists] from_policy)")
     c.add_argument("--moderate", action="append", metavar="ADDRESS", help="hold this member's posts (repeatable)")

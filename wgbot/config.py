@@ -148,9 +148,10 @@ class BouncesConfig:
 
 @dataclass(frozen=True)
 class WebConfig:
-    enabled: bool = False
+    enabled: bool = True
     host: str = "127.0.0.1"
     port: int = 8080
+    archives: str = "public"     # or "private": no list archive is published unless a group's own setting says so
 
 
 @dataclass(frozen=True)
@@ -309,8 +310,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(p, "network.rules", f"expected one of {', '.join(BUNDLED_RULES)} or a path to a .toml file")
     if net.base_url and not net.base_url.startswith("https://"):
         raise ConfigError(p, "network.base_url", "expected an https:// URL")
-    if cfg.web.enabled and not net.base_url:
-        raise ConfigError(p, "network.base_url", "required when web.enabled = true (the public https address)")
+    if cfg.web.archives not in ("public", "private"):
+        raise ConfigError(p, "web.archives", f'expected "public" or "private", got {cfg.web.archives!r}')
     url = cfg.database.url
     if not (url.startswith("sqlite:") or url.startswith("postgresql")):
         raise ConfigError(p, "database.url", f"expected sqlite:///PATH or postgresql+psycopg://..., got {url!r}")

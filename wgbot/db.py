@@ -37,7 +37,7 @@ def delivery_sessions(cfg: Config) -> Any:
     return make_sessionmaker(make_engine(url, durable=not url.startswith("sqlite")))
 
 
-def _alembic_config(connection: Connection):  # type: ignore[no-untyped-def]
+def _alembic_config(connection: Connection | None):  # type: ignore[no-untyped-def]
     from alembic.config import Config as AlembicConfig
 
     acfg = AlembicConfig()
@@ -52,6 +52,13 @@ def migrate(engine: Engine, revision: str = "head") -> None:
 
     with engine.begin() as conn:
         command.upgrade(_alembic_config(conn), revision)
+
+
+def head_revision() -> str | None:
+    """The newest migration this code ships (what `migrate` upgrades to)."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(_alembic_config(None)).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:

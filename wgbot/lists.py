@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from wgbot import archive
 from wgbot.bounces import verp_address
 from wgbot.commands import Context
 from wgbot.config import Config
@@ -272,8 +273,13 @@ def fan_out(session: Session, cfg: Config, group: Group, copy: bytes, message_id
 
 def distribute(ctx: Context, group: Group, raw: bytes, msg: Message, inbound_id: int | None) -> int:
     """Archive a post and queue its list copy for every regular member."""
-    ctx.session.add(Post(group_id=group.id, message_id=msg.message_id, sender=msg.sender,
-                         subject=msg.subject[:998], raw=raw, posted_at=ctx.now))
+    post = Post(group_id=group.id, message_id=msg.message_id, sender=msg.sender, subject=msg.subject[:998], raw=raw,
+                posted_at=ctx.now)
+    ctx.session.add(post)
+    ctx.session.flush()
+    archive.record(ctx.session, post_id=post.id, group_id=group.id, slug=group.slug, raw=raw, message_id=msg.message_id,
+                   in_reply_to=msg.in_reply_to, references=msg.references, sender=msg.sender,
+                   display_name=msg.display_name, subject=msg.subject, posted_at=ctx.now)
     copy = build_copy(ctx.cfg, group, raw, msg)
     count = fan_out(ctx.session, ctx.cfg, group, copy, msg.message_id, ctx.now, inbound_id)
     audit(ctx.session, ctx.now, msg.sender, "post", group.slug, message_id=msg.message_id, recipients=count)

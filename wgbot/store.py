@@ -137,6 +137,7 @@ class Group(Base):
     closed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     closed_reason: Mapped[str] = mapped_column(String(500), default="")
     from_policy: Mapped[str] = mapped_column(String(8), default="")   # "" = the network's [lists] from_policy
+    archive: Mapped[str] = mapped_column(String(8), default="")       # "" = [web] archives; "public" or "private"
 
     memberships: Mapped[list[Membership]] = relationship(back_populates="group")
 
@@ -284,6 +285,29 @@ class Post(Base):
     raw: Mapped[bytes] = mapped_column(LargeBinary)
     posted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     digested_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class ArchivedPost(Base):
+    """A post as the public archive shows it: read once from the raw post, in the same transaction as the list
+    copy (wgbot.archive). Only accepted posts get here: held, rejected and moderated ones never do."""
+
+    __tablename__ = "archive_posts"
+    __table_args__ = (Index("ix_archive_posts_group_month", "group_id", "month"),
+                      Index("ix_archive_posts_group_message", "group_id", "message_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), unique=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    message_id: Mapped[str] = mapped_column(String(998), default="")
+    parent_id: Mapped[int | None] = mapped_column(Integer, nullable=True)   # the post it answers, if archived
+    thread_id: Mapped[int] = mapped_column(Integer, index=True)           # the first post of its thread
+    month: Mapped[str] = mapped_column(String(7))                          # "YYYY-MM", UTC
+    author: Mapped[str] = mapped_column(String(200))                       # a display name or a masked address
+    subject: Mapped[str] = mapped_column(String(998), default="")
+    body: Mapped[str] = mapped_column(Text, default="")                    # plain text, also what search reads
+    html: Mapped[str] = mapped_column(Text, default="")                    # nh3-cleaned, for HTML-only posts
+    attachments: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    posted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
 
 
 class BounceScore(Base):

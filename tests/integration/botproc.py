@@ -47,6 +47,8 @@ transport = "smtp"
 port = {relay_port}
 [limits]
 replies_per_day = 1000
+[web]
+enabled = false
 """)
         self.engine = make_engine(db_url or f"sqlite:///{tmp_path}/wgbot.sqlite3")
         migrate(self.engine)

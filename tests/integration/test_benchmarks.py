@@ -21,6 +21,8 @@ def test_benchmarks_smoke() -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
     for name in ("fanout-personalized-100", "fanout-batched-100", "commands-50", "import-100", "digest-20x10",
-                 "intake-lmtp-50-20-sessions", "intake-postfix-50", "startup-help"):
+                 "intake-lmtp-50-20-sessions", "intake-postfix-50", "startup-help", "web-directory", "web-month",
+                 "web-search-500", "web-rss"):
         assert name in out, f"{name} missing from:\n{out}"
     assert out.count("smtp-source→smtp-sink") >= 4 and out.count("smtplib→smtp-sink") >= 4
+    assert out.count("static file of the same size") == 5 and "errors 0+0" in out

@@ -10,7 +10,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from wgbot.db import current_revision, migrate
+from wgbot.db import current_revision, head_revision, migrate
 from wgbot.store import Base, Group, make_engine
 
 
@@ -19,15 +19,12 @@ def test_migrations_match_the_models(db_url: str) -> None:
     engine = make_engine(db_url)
     migrate(engine)
     migrate(engine)  # running again is a no-op
-    from alembic.script import ScriptDirectory
-
-    from wgbot.db import _alembic_config
-
+    assert current_revision(engine) == head_revision()
     with engine.connect() as conn:
-        head = ScriptDirectory.from_config(_alembic_config(conn)).get_current_head()
-    assert current_revision(engine) == head
-    with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+        # The full-text index is the database's own (an FTS5 table, or a GIN index on an expression): no model.
+        def include(obj: object, name: str | None, type_: str, reflected: bool, compare_to: object) -> bool:
+            return not (name or "").startswith(("archive_fts", "ix_archive_fts"))
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"include_object": include}), Base.metadata)
     assert diff == []
     engine.dispose()
 
