@@ -1,0 +1,45 @@
+"""answers: where a reply to a command message goes, and whether a message with no command gets one.
+
+Used by inbox after the commands ran, inside the message's transaction. It decides; it composes nothing and
+never touches the network. The identity is the From address (SPEC §3): an answer that shows what only a
+contact, an approver or the secretariat may see goes there, never to an envelope sender that differs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from wgbot.commands import Context, Result
+from wgbot.outbox import mailbox_key
+from wgbot.store import AuditEntry, audit
+
+NO_COMMAND_DAYS = 30      # one "no command found" answer per mailbox in this many days
+NO_COMMAND_ACTION = "answered-no-command"
+
+
+def answer_address(ctx: Context, results: Iterable[tuple[str, Result]]) -> str:
+    """The envelope sender normally (RFC 3834 §4); the From address when an answer is private and the two
+    name different mailboxes, unless our MTA vouches for the From domain (a trusted DMARC pass)."""
+    if ctx.trusted or mailbox_key(ctx.reply_address) == mailbox_key(ctx.sender):
+        return ctx.reply_address
+    if any(result.private for _, result in results):
+        return ctx.sender
+    return ctx.reply_address
+
+
+def first_no_command_answer(session: Session, address: str, now: dt.datetime) -> bool:
+    """True (and remembered) when `address` got no "no command found" answer in NO_COMMAND_DAYS: a prose
+    question, a "thank you" or a stream of unknown lines gets one short answer, never one per message."""
+    key = mailbox_key(address)
+    since = now - dt.timedelta(days=NO_COMMAND_DAYS)
+    seen = session.scalar(select(AuditEntry.id).where(AuditEntry.action == NO_COMMAND_ACTION,
+                                                      AuditEntry.actor == key, AuditEntry.at > since).limit(1))
+    if seen is not None:
+        return False
+    audit(session, now, key, NO_COMMAND_ACTION)
+    session.flush()
+    return True
