@@ -15,7 +15,7 @@ import re
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -187,7 +187,8 @@ def _run_commands(session: Session, cfg: Config, row: Stored, msg: Message, dest
     if dest.kind is Kind.APPROVAL:
         results, template = _approval_reply(ctx, dest)
     elif dest.kind is Kind.CONFIRM:
-        results = [("confirm", commands.confirm_token(ctx, dest.token, hashed=dest.token_hash))]
+        confirmed = commands.confirm_token(ctx, dest.token, hashed=dest.token_hash)
+        results = [("confirm", replace(confirmed, private=True))]
     elif dest.kind in (Kind.JOIN, Kind.LEAVE):
         verb = "join" if dest.kind is Kind.JOIN else "leave"
         results = commands.run(ctx, [commands.Line(f"{verb} {dest.slug}", verb, [dest.slug], source="address")])

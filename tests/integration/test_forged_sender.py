@@ -45,6 +45,18 @@ def test_who_from_a_forged_privileged_sender_goes_to_the_from_address(bot: Bot, 
     assert all(ATTACKER not in m.rcpt_tos for m in relay.messages)
 
 
+@pytest.mark.parametrize("body", ["leave grp", "set grp delivery digest", "contact grp add deputy@city.example",
+                                  "join grp", "close grp", "report grp", "support grp", "withdraw R-ABCDEFG",
+                                  f"approve {'a' * 32}", f"reject {'a' * 32} no"])
+def test_every_identity_dependent_answer_goes_to_the_from_address(bot: Bot, relay: Relay, body: str) -> None:
+    """Whether the From is a member, a contact or an approver shows in these answers: with a foreign envelope
+    they (and any confirmation request) go to the From address, never to the envelope, Reply-To or Sender."""
+    send(bot, ATTACKER, "chair@city.example", body, FORGED)
+    wait_for(lambda: any(m.rcpt_tos == ["chair@city.example"] and b"Results of your commands" in m.data
+                         for m in relay.messages))
+    assert all(m.rcpt_tos == ["chair@city.example"] for m in relay.messages)
+
+
 def test_who_from_a_stranger_still_answers_the_envelope_without_addresses(bot: Bot, relay: Relay) -> None:
     """An answer with nothing privileged keeps going to the envelope sender (RFC 3834 §4), without addresses."""
     send(bot, "bounces-to@stranger.example", "Stranger <stranger@else.example>", "who grp")
