@@ -287,3 +287,28 @@ def test_reply_limit_covers_confirmation_requests(db: S, tmp_path: Path) -> None
         address = f"victim+{i}@example.net"
         feed(db, cfg, mail(f"join {slug}", sender=address, msgid=f"<j{i}@example.net>"), envelope=address)
     assert len(queued(db, "confirm")) <= 2
+
+
+def test_migration_masks_tokens_stored_before(tmp_path: Path) -> None:
+    """Rows stored by an earlier version with a plain token get the masked form, which still routes."""
+    from sqlalchemy import text
+
+    from wgbot.db import migrate
+    from wgbot.route import Kind, route
+    from wgbot.store import make_engine
+
+    engine = make_engine(f"sqlite:///{tmp_path}/old.sqlite3")
+    migrate(engine, "0001")
+    token = "a" * 32
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO inbound_messages (dedupe_hash, recipient, envelope_from, source, message_id,"
+                          " raw, received_at, status, attempts, outcome, error) VALUES ('h', :r, '', 'smtp', '',"
+                          " x'00', '2026-12-01 00:00:00', 'pending', 0, '', '')"),
+                     {"r": f"wgbot+confirm-{token}@lists.example.org"})
+    migrate(engine)
+    with engine.connect() as conn:
+        stored = conn.execute(text("SELECT recipient FROM inbound_messages")).scalar_one()
+    engine.dispose()
+    assert stored == f"wgbot+confirm-#{token_hash(token)}@lists.example.org"
+    dest = route(stored, make_config(tmp_path), lambda slug: False)
+    assert dest is not None and dest.kind is Kind.CONFIRM and dest.token_hash == token_hash(token)
