@@ -9,8 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import make_config
 from tests.helpers import Relay, add_members, mail, make_group
+from tests.integration.botproc import BotProcess
 from tests.integration.test_listener import Bot, start, wait_for
+from wgbot.store import token_hash
 
 ATTACKER = "attacker@evil.example"
 FORGED = {"Reply-To": ATTACKER, "Sender": ATTACKER}
@@ -71,3 +74,29 @@ def test_same_mailbox_envelope_keeps_the_envelope(bot: Bot, relay: Relay) -> Non
     wait_for(lambda: len(relay.messages) == 1)
     assert relay.messages[0].rcpt_tos == ["chair+lists@city.example"]
     assert b"secret-member@city.example" in relay.messages[0].data
+
+
+def test_wgbot_run_logs_no_live_token(tmp_path: Path, relay: Relay) -> None:
+    """A real `wgbot run` at log level DEBUG (aiosmtpd then logs every RCPT TO): after a join and its
+    confirmation through the listener, the log holds the token's hash, never the token."""
+    proc = BotProcess(tmp_path, relay.port)
+    proc.config.write_text(proc.config.read_text() + '\n[log]\nlevel = "DEBUG"\n')
+    make_group(proc.sessions, make_config(tmp_path), name="grp")
+    try:
+        proc.start()
+        with smtplib.SMTP("127.0.0.1", proc.port) as client:
+            client.sendmail("alice@example.com", ["wgbot@lists.example.org"],
+                            mail("join grp\nOrganisation: City of Graz\nCountry: Austria"))
+        wait_for(lambda: any(str(m.message["Subject"]).startswith("confirm ") for m in relay.messages), 20)
+        token = next(str(m.message["Subject"]).split()[1] for m in relay.messages
+                     if str(m.message["Subject"]).startswith("confirm "))
+        with smtplib.SMTP("127.0.0.1", proc.port) as client:
+            client.sendmail("alice@example.com", [f"wgbot+confirm-{token}@lists.example.org"],
+                            mail("yes", subject="Re: confirmation", msgid="<c2@example.com>"))
+        wait_for(lambda: "joined" in " ".join(str(m.message["Subject"]) for m in relay.messages)
+                 or len(relay.messages) >= 3, 20)
+    finally:
+        proc.stop()
+    log = proc.log.read_text()
+    assert "rcpt to" in log.lower() and token_hash(token) in log
+    assert token not in log
