@@ -94,9 +94,9 @@ def setup_logging(level: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     root.setLevel(level.upper())
-    for handler in root.handlers:
-        if not any(isinstance(f, MaskTokens) for f in handler.filters):
-            handler.addFilter(MaskTokens())
+    for each in root.handlers:
+        if not any(isinstance(f, MaskTokens) for f in each.filters):
+            each.addFilter(MaskTokens())
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # our tick logs what it did
     # aiosmtpd logs every SMTP command at INFO; our own one line per message is what an operator reads.
