@@ -21,12 +21,13 @@ NO_COMMAND_DAYS = 30      # one "no command found" answer per mailbox in this ma
 NO_COMMAND_ACTION = "answered-no-command"
 
 
-def answer_address(ctx: Context, results: Iterable[tuple[str, Result]]) -> str:
-    """The envelope sender normally (RFC 3834 §4); the From address when an answer is private and the two
-    name different mailboxes, unless our MTA vouches for the From domain (a trusted DMARC pass)."""
+def answer_address(ctx: Context, results: Iterable[tuple[str, Result]], private: bool = False) -> str:
+    """The envelope sender normally (RFC 3834 §4); the From address when the answer (or one of its results)
+    is private and the two name different mailboxes, unless our MTA vouches for the From domain (a trusted
+    DMARC pass)."""
     if ctx.trusted or mailbox_key(ctx.reply_address) == mailbox_key(ctx.sender):
         return ctx.reply_address
-    if any(result.private for _, result in results):
+    if private or any(result.private for _, result in results):
         return ctx.sender
     return ctx.reply_address
 

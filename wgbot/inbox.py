@@ -15,7 +15,7 @@ import re
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -187,8 +187,7 @@ def _run_commands(session: Session, cfg: Config, row: Stored, msg: Message, dest
     if dest.kind is Kind.APPROVAL:
         results, template = _approval_reply(ctx, dest)
     elif dest.kind is Kind.CONFIRM:
-        confirmed = commands.confirm_token(ctx, dest.token, hashed=dest.token_hash)
-        results = [("confirm", replace(confirmed, private=True))]
+        results = [("confirm", commands.confirm_token(ctx, dest.token, hashed=dest.token_hash))]
     elif dest.kind in (Kind.JOIN, Kind.LEAVE):
         verb = "join" if dest.kind is Kind.JOIN else "leave"
         results = commands.run(ctx, [commands.Line(f"{verb} {dest.slug}", verb, [dest.slug], source="address")])
@@ -196,7 +195,8 @@ def _run_commands(session: Session, cfg: Config, row: Stored, msg: Message, dest
         lines, unknown, stopped = commands.read_commands(commands.registry, msg.subject, msg.text,
                                                          cfg.limits.max_command_lines)
         results = commands.run(ctx, lines)
-    to = answers.answer_address(ctx, results)
+    # Answers about a token (a confirmation, an approval) always concern the From address's own request.
+    to = answers.answer_address(ctx, results, private=dest.kind in (Kind.APPROVAL, Kind.CONFIRM))
     summary = _summary(results, unknown)
     if not results and dest.kind in (Kind.COMMAND, Kind.REQUEST):
         # No command at all (prose, a "thank you", unknown lines): one short answer naming people, not a

@@ -12,7 +12,6 @@ import datetime as dt
 import hmac
 import re
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import select, update
@@ -185,8 +184,7 @@ def decide(ctx: Context, token: str, decision: str, reason: str, hashed: str = "
     trusted authserv-id takes a decision only with that MTA's dmarc=pass for the From domain (README)."""
     name = decision
     if ctx.cfg.network.trusted_authserv_id and not ctx.trusted:
-        return replace(ctx.result(name, False, "untrusted"),
-                       private=True)
+        return ctx.result(name, False, "untrusted")
     hashed = hashed or token_hash(token)
     row = ctx.session.scalar(select(PendingAction).where(PendingAction.token_hash == hashed,
                                                          PendingAction.action == "approval"))
@@ -195,7 +193,7 @@ def decide(ctx: Context, token: str, decision: str, reason: str, hashed: str = "
     approvers = {address_key(a) for a in row.payload.get("approvers", [])}
     if address_key(ctx.sender) not in approvers:
         return ctx.result(name, False, "not_approver", ref=row.public_ref)
-    return replace(_decide(ctx, row, decision, reason, approvers), private=True)
+    return _decide(ctx, row, decision, reason, approvers)
 
 
 def _decide(ctx: Context, row: PendingAction, decision: str, reason: str, approvers: set[str]) -> Result:

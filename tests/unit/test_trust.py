@@ -312,3 +312,16 @@ def test_migration_masks_tokens_stored_before(tmp_path: Path) -> None:
     assert stored == f"wgbot+confirm-#{token_hash(token)}@lists.example.org"
     dest = route(stored, make_config(tmp_path), lambda slug: False)
     assert dest is not None and dest.kind is Kind.CONFIRM and dest.token_hash == token_hash(token)
+
+
+@pytest.mark.parametrize(("sender", "body"), [(OFFICE, "approve"), ("anna@theatre.example", "approve"),
+                                              (OFFICE, "maybe later")])
+def test_answers_to_approval_replies_go_to_the_from_address(db: S, tmp_path: Path, sender: str, body: str) -> None:
+    """Whatever a reply to an approval address gets (the decision, "you are not an approver", "say approve or
+    reject"), a foreign envelope sender never sees it: it goes to the From address."""
+    cfg = make_config(tmp_path, network={"rules": "ietm", "secretariat": [OFFICE]})
+    token = _pending_group(db, cfg)
+    feed(db, cfg, mail(body, sender=sender, msgid="<fa@x.org>"), to=f"wgbot+approval-{token}@lists.example.org",
+         envelope="attacker@evil.example")
+    assert queued(db, "reply")[-1][0] == sender
+    assert all(rcpt != "attacker@evil.example" for rcpt, _ in queued(db))
