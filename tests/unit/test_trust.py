@@ -95,8 +95,10 @@ def test_exchange_stamp_on_ordinary_mail_still_gets_an_answer(db: S, cfg: Config
 
 
 def test_a_subject_about_the_office_from_a_person_is_not_an_auto_reply(cfg: Config) -> None:
-    """Only the responders' prefixes count: "Office hours" or "Re: out of scope" is a person writing."""
-    for subject in ("Office hours for the group", "Re: out of scope?", "Question about automatic replies"):
+    """Only the responders' prefixes count: "Office hours", "Re: out of scope" or a new thread about "Out of
+    office hours support" is a person writing."""
+    for subject in ("Office hours for the group", "Re: out of scope?", "Question about automatic replies",
+                    "Out of office hours support: a new group?", "Out of office hours support"):
         assert not gate.check(parse(mail("help", subject=subject)), "alice@example.com", cfg).automated
 
 
