@@ -112,12 +112,13 @@ def mask_token(address: str) -> str:
     return f"{m.group(1)}#{token_hash(m.group(2))}{m.group(3)}"
 
 
-_TOKEN_IN_TEXT = re.compile(r"(\+(?:confirm|approval)-)([A-Za-z0-9]{26,64})(?=@|>|\s|$)")
+_TOKEN_IN_TEXT = re.compile(r"(\+(?:confirm|approval)-|\b(?:confirm|approve|reject)\s+)([A-Za-z0-9]{26,64})"
+                            r"(?=@|>|\s|\\|'|$)", re.I)
 
 
 def mask_tokens_in(text: str) -> str:
-    """Every +confirm-TOKEN / +approval-TOKEN in free text (a log line, an SMTP dialogue) masked as by
-    `mask_token`."""
+    """Every +confirm-TOKEN / +approval-TOKEN address and `confirm TOKEN` (a reply's Subject) in free text (a
+    log line, an SMTP dialogue at DEBUG) masked as by `mask_token`."""
     from wgbot.store import token_hash
 
     return _TOKEN_IN_TEXT.sub(lambda m: f"{m.group(1)}#{token_hash(m.group(2))}", text)

@@ -77,8 +77,9 @@ def test_same_mailbox_envelope_keeps_the_envelope(bot: Bot, relay: Relay) -> Non
 
 
 def test_wgbot_run_logs_no_live_token(tmp_path: Path, relay: Relay) -> None:
-    """A real `wgbot run` at log level DEBUG (aiosmtpd then logs every RCPT TO): after a join and its
-    confirmation through the listener, the log holds the token's hash, never the token."""
+    """A real `wgbot run` at log level DEBUG (aiosmtpd then logs every RCPT TO and DATA line): after a join
+    and its confirmation (Subject "Re: confirm TOKEN") through the listener, the log holds the token's hash,
+    never the token."""
     proc = BotProcess(tmp_path, relay.port)
     proc.config.write_text(proc.config.read_text() + '\n[log]\nlevel = "DEBUG"\n')
     make_group(proc.sessions, make_config(tmp_path), name="grp")
@@ -92,7 +93,7 @@ def test_wgbot_run_logs_no_live_token(tmp_path: Path, relay: Relay) -> None:
                      if str(m.message["Subject"]).startswith("confirm "))
         with smtplib.SMTP("127.0.0.1", proc.port) as client:
             client.sendmail("alice@example.com", [f"wgbot+confirm-{token}@lists.example.org"],
-                            mail("yes", subject="Re: confirmation", msgid="<c2@example.com>"))
+                            mail("yes", subject=f"Re: confirm {token}", msgid="<c2@example.com>"))
         wait_for(lambda: "joined" in " ".join(str(m.message["Subject"]) for m in relay.messages)
                  or len(relay.messages) >= 3, 20)
     finally:

@@ -327,3 +327,16 @@ def test_answers_to_approval_replies_go_to_the_from_address(db: S, tmp_path: Pat
          envelope="attacker@evil.example")
     assert queued(db, "reply")[-1][0] == sender
     assert all(rcpt != "attacker@evil.example" for rcpt, _ in queued(db))
+
+
+def test_a_trusted_dmarc_pass_lets_private_answers_go_to_the_envelope(db: S, tmp_path: Path) -> None:
+    """With our MTA's dmarc=pass for the From domain the From is proven, so `who` with addresses may follow
+    the envelope sender (an SRS forwarder, say); without it the answer goes to the From address."""
+    cfg = make_config(tmp_path, network={"trusted_authserv_id": MX})
+    slug = make_group(db, cfg)
+    for i, ar in enumerate(([f"{MX}; dmarc=pass header.from=city.example"], [])):
+        lines = "".join(f"Authentication-Results: {v}\r\n" for v in ar).encode()
+        feed(db, cfg, lines + mail(f"who {slug}", sender="chair@city.example", msgid=f"<w{i}@city.example>"),
+             envelope="srs0=ab=city.example=chair@forwarder.example")
+    first, second = (rcpt for rcpt, _ in queued(db, "reply"))
+    assert (first, second) == ("srs0=ab=city.example=chair@forwarder.example", "chair@city.example")
