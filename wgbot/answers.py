@@ -13,10 +13,14 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from wgbot.commands import Context, Result
+from wgbot.commands import Context, Result, registry
 from wgbot.outbox import mailbox_key
 from wgbot.store import AuditEntry, audit
 
+# Commands whose answer is the same whoever asks (`who` marks its answer private when it shows addresses).
+# Every other answer depends on who the From is (a member? a contact? an approver?): for a forged From that
+# is what only that person may learn (issue 11 item 1).
+PUBLIC_COMMANDS = frozenset({"help", "groups", "info", "end", "who"})
 NO_COMMAND_DAYS = 30      # one "no command found" answer per mailbox in this many days
 NO_COMMAND_ACTION = "answered-no-command"
 
@@ -27,9 +31,16 @@ def answer_address(ctx: Context, results: Iterable[tuple[str, Result]], private:
     DMARC pass)."""
     if ctx.trusted or mailbox_key(ctx.reply_address) == mailbox_key(ctx.sender):
         return ctx.reply_address
-    if private or any(result.private for _, result in results):
+    if private or any(result.private or not _public(line) for line, result in results):
         return ctx.sender
     return ctx.reply_address
+
+
+def _public(line: str) -> bool:
+    """Whether a result's line (as shown: the verb first, perhaps quoted) is one of PUBLIC_COMMANDS."""
+    words = line.split(maxsplit=1)
+    spec = registry.lookup(words[0].strip("\"'")) if words else None
+    return spec is not None and spec.name in PUBLIC_COMMANDS
 
 
 def first_no_command_answer(session: Session, address: str, now: dt.datetime) -> bool:

@@ -396,10 +396,6 @@ class Transcript:
     stopped: str
 
 
-# Commands whose answer is the same whoever asks; `who` is public only when it shows no address.
-PUBLIC_COMMANDS = frozenset({"help", "groups", "info", "end", "who"})
-
-
 def run(ctx: Context, lines: list[Line]) -> list[tuple[str, Result]]:
     """Run each command in its own SAVEPOINT; a failed command is rolled back and changes nothing."""
     results: list[tuple[str, Result]] = []
@@ -427,10 +423,6 @@ def run(ctx: Context, lines: list[Line]) -> list[tuple[str, Result]]:
             savepoint.commit()
         else:
             savepoint.rollback()
-        if spec.name not in PUBLIC_COMMANDS:
-            # Its answer depends on who the From address is (a member? a contact? an approver?): for a
-            # forged From that is what only that person may learn (issue 11 item 1).
-            result = replace(result, private=True)
         results.append((shown_line, result))
         if result.stop:
             break

@@ -50,7 +50,7 @@ def test_who_from_a_forged_privileged_sender_goes_to_the_from_address(bot: Bot, 
 
 @pytest.mark.parametrize("body", ["leave grp", "set grp delivery digest", "contact grp add deputy@city.example",
                                   "join grp", "close grp", "report grp", "support grp", "withdraw R-ABCDEFG",
-                                  f"approve {'a' * 32}", f"reject {'a' * 32} no"])
+                                  f"approve {'a' * 32}", f"reject {'a' * 32} no", '"leave" grp', "ＬＥＡＶＥ grp"])
 def test_every_identity_dependent_answer_goes_to_the_from_address(bot: Bot, relay: Relay, body: str) -> None:
     """Whether the From is a member, a contact or an approver shows in these answers: with a foreign envelope
     they (and any confirmation request) go to the From address, never to the envelope, Reply-To or Sender."""
