@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from wgbot import answers, commands, gate
 from wgbot.config import Config
 from wgbot.errors import MessageRefused
-from wgbot.outbox import allow_reply, enqueue
+from wgbot.outbox import allow_caused, allow_reply, enqueue
 from wgbot.parse import Caps, Message, clean_header_text, parse, parse_headers, split_head
 from wgbot.render import compose
 from wgbot.route import Destination, Kind, mask_token, route
@@ -171,6 +171,8 @@ def _list_mail(session: Session, cfg: Config, row: Stored, msg: Message, dest: D
         from wgbot.reports import receive_comment
 
         status, outcome = receive_comment(ctx, group)
+    elif dest.kind is Kind.OWNER and not allow_caused(session, msg.sender, now, cfg.limits.replies_per_day):
+        status, outcome = InboundStatus.IGNORED.value, "not forwarded: the sender's daily limit is reached"
     elif dest.kind is Kind.OWNER:
         status, outcome = lists.to_owners(ctx, group, row.raw)
     else:

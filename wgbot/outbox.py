@@ -99,6 +99,12 @@ def allow_reply(session: Session, address: str, now: dt.datetime, per_day: int) 
     return True
 
 
+def allow_caused(session: Session, sender: str, now: dt.datetime, per_day: int) -> bool:
+    """Count one mail that `sender`'s mailbox makes us send to others (a message forwarded to a group's
+    contacts); False once `per_day` is reached: a stranger's flood reaches nobody beyond that."""
+    return allow_reply(session, "caused-by:" + mailbox_key(sender), now, per_day)
+
+
 @dataclass
 class DeliveryReport:
     sent: int = 0

@@ -340,3 +340,17 @@ def test_a_trusted_dmarc_pass_lets_private_answers_go_to_the_envelope(db: S, tmp
              envelope="srs0=ab=city.example=chair@forwarder.example")
     first, second = (rcpt for rcpt, _ in queued(db, "reply"))
     assert (first, second) == ("srs0=ab=city.example=chair@forwarder.example", "chair@city.example")
+
+
+def test_mail_to_a_groups_owners_is_capped_per_sender_mailbox(db: S, tmp_path: Path) -> None:
+    """A stranger's flood to SLUG-owner@ (from victim+N@ sub-addresses too) reaches the contacts at most
+    replies_per_day times a day; another sender still gets through."""
+    cfg = make_config(tmp_path, limits={"replies_per_day": 3})
+    slug = make_group(db, cfg)
+    for i in range(8):
+        feed(db, cfg, mail(f"Hello owners {i}", sender=f"flood+{i}@else.example", msgid=f"<o{i}@else.example>"),
+             to=f"{slug}-owner@lists.example.org")
+    assert len(queued(db, "owner")) == 3
+    feed(db, cfg, mail("A question", sender="someone@else.example", msgid="<q@else.example>"),
+         to=f"{slug}-owner@lists.example.org")
+    assert len(queued(db, "owner")) == 4
