@@ -354,3 +354,35 @@ def test_mail_to_a_groups_owners_is_capped_per_sender_mailbox(db: S, tmp_path: P
     feed(db, cfg, mail("A question", sender="someone@else.example", msgid="<q@else.example>"),
          to=f"{slug}-owner@lists.example.org")
     assert len(queued(db, "owner")) == 4
+
+
+AUTOREPLIES = Path(__file__).parent.parent / "data" / "autoreplies"
+
+
+def autoreply(name: str, to: str, subject: str) -> bytes:
+    """A vendor's auto-reply from tests/data/autoreplies, addressed to `to`, answering `subject`."""
+    text = (AUTOREPLIES / name).read_text(encoding="utf-8")
+    text = text.replace("{{TO}}", to).replace("{{SUBJECT}}", subject).replace("{{SUBJECT_Q}}",
+                                                                              subject.replace(" ", "_"))
+    return text.replace("\n", "\r\n").encode("utf-8")
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in AUTOREPLIES.glob("*.eml")))
+@pytest.mark.parametrize("path", ["command", "approval", "list"])
+def test_vendor_auto_reply_files_change_nothing_anywhere(db: S, tmp_path: Path, name: str, path: str) -> None:
+    """Each stored vendor auto-reply, sent to the command address, to an approval address or to a list,
+    gets no answer, decides nothing and is not posted or held: it is ignored."""
+    cfg = make_config(tmp_path, network={"rules": "ietm", "secretariat": [OFFICE]})
+    if path == "approval":
+        to = f"wgbot+approval-{_pending_group(db, cfg)}@lists.example.org"
+    elif path == "list":
+        to = f"{make_group(db, cfg, name='Youth')}@lists.example.org"
+    else:
+        to = "wgbot@lists.example.org"
+    before = len(queued(db))
+    results = feed(db, cfg, autoreply(name, to, "Approval needed R-7K2QXAB"))
+    assert outcome(results) == "ignored"
+    assert len(queued(db)) == before
+    with db() as session:
+        assert all(used is None for used in session.scalars(select(PendingAction.used_at).where(
+            PendingAction.action == "approval")))
