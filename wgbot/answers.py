@@ -43,15 +43,17 @@ def _public(line: str) -> bool:
     return spec is not None and spec.name in PUBLIC_COMMANDS
 
 
-def first_no_command_answer(session: Session, address: str, now: dt.datetime) -> bool:
-    """True (and remembered) when `address` got no "no command found" answer in NO_COMMAND_DAYS: a prose
-    question, a "thank you" or a stream of unknown lines gets one short answer, never one per message."""
-    key = mailbox_key(address)
+def first_no_command_answer(session: Session, addresses: Iterable[str], now: dt.datetime) -> bool:
+    """True (and remembered) when none of `addresses` (the From and the answer's address) got a "no command
+    found" answer in NO_COMMAND_DAYS: a prose question, a "thank you" or a stream of unknown lines gets one
+    short answer, never one per message (an SRS envelope that changes with every message does not reset it)."""
+    keys = sorted({mailbox_key(a) for a in addresses if a})
     since = now - dt.timedelta(days=NO_COMMAND_DAYS)
     seen = session.scalar(select(AuditEntry.id).where(AuditEntry.action == NO_COMMAND_ACTION,
-                                                      AuditEntry.actor == key, AuditEntry.at > since).limit(1))
+                                                      AuditEntry.actor.in_(keys), AuditEntry.at > since).limit(1))
     if seen is not None:
         return False
-    audit(session, now, key, NO_COMMAND_ACTION)
+    for key in keys:
+        audit(session, now, key, NO_COMMAND_ACTION)
     session.flush()
     return True

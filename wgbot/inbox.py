@@ -203,7 +203,7 @@ def _run_commands(session: Session, cfg: Config, row: Stored, msg: Message, dest
     if not results and dest.kind in (Kind.COMMAND, Kind.REQUEST):
         # No command at all (prose, a "thank you", unknown lines): one short answer naming people, not a
         # transcript per message.
-        if not answers.first_no_command_answer(session, to, now):
+        if not answers.first_no_command_answer(session, (msg.sender, to), now):
             return Outcome(InboundStatus.DONE.value, summary + "; answered before, not again", [])
         template = "replies/no_command.txt"
     queued: list[int] = []

@@ -126,6 +126,14 @@ def test_prose_gets_one_short_answer_naming_a_person(db: S, cfg: Config) -> None
     assert len(queued(db, "reply")) == 2 and "help" in last_reply(db)
 
 
+def test_a_changing_srs_envelope_does_not_reset_the_one_answer(db: S, cfg: Config) -> None:
+    """A forwarder's SRS envelope changes with every message; the From mailbox still had its one answer."""
+    for i in range(3):
+        feed(db, cfg, mail("Thanks a lot!", sender="bo@city.example", msgid=f"<s{i}@city.example>"),
+             envelope=f"SRS0=h{i}x=T{i}=city.example=bo@forwarder.example")
+    assert len(queued(db, "reply")) == 1
+
+
 # -- Item 2 and item 8's first bullet: trusted DMARC pass, both paths -----------------------------------------
 
 
