@@ -73,6 +73,20 @@ def load(args: argparse.Namespace, rules: bool = True) -> Config:
     return cfg
 
 
+class MaskTokens(logging.Filter):
+    """No live confirmation or approval token in any log line (aiosmtpd logs RCPT TO at DEBUG): each is shown
+    as its hash, the form the store keeps."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from wgbot.route import mask_tokens_in
+
+        text = record.getMessage()
+        masked = mask_tokens_in(text)
+        if masked != text:
+            record.msg, record.args = masked, ()
+        return True
+
+
 def setup_logging(level: str) -> None:
     root = logging.getLogger()
     if not root.handlers:
@@ -80,6 +94,9 @@ def setup_logging(level: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root.addHandler(handler)
     root.setLevel(level.upper())
+    for each in root.handlers:
+        if not any(isinstance(f, MaskTokens) for f in each.filters):
+            each.addFilter(MaskTokens())
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # our tick logs what it did
     # aiosmtpd logs every SMTP command at INFO; our own one line per message is what an operator reads.

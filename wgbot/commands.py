@@ -15,7 +15,7 @@ import shlex
 import unicodedata
 from base64 import b32encode
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import bindparam, func, insert, select, update
@@ -179,6 +179,7 @@ class Result:
     ok: bool
     text: str
     stop: bool = False
+    private: bool = False   # shows what only a contact, an approver or the secretariat may see: sent to From only
 
 
 Handler = Callable[["Context", Line], Result]
@@ -537,7 +538,8 @@ def cmd_who(ctx: Context, line: Line) -> Result:
     spelling = spellings(ctx.session)
     members = [{"address": m.address if privileged else "", "organisation": spelt(spelling, m.organisation),
                 "country": m.country, "role": role} for m, role in rows]
-    return ctx.result("who", True, "ok", group=group, members=members, privileged=privileged)
+    result = ctx.result("who", True, "ok", group=group, members=members, privileged=privileged)
+    return replace(result, private=privileged)
 
 
 @registry.command("confirm", order=130, usage="confirm TOKEN", example="confirm 4f3kq2...",
@@ -557,8 +559,9 @@ def cmd_end(ctx: Context, line: Line) -> Result:
 # Confirmation: tokens are single use, expire, and are looked up by their hash
 
 
-def confirm_token(ctx: Context, token: str) -> Result:
-    hashed = token_hash(token)
+def confirm_token(ctx: Context, token: str, hashed: str = "") -> Result:
+    """Apply the pending action behind `token` (or behind `hashed`, its hash as stored with a masked address)."""
+    hashed = hashed or token_hash(token)
     row = ctx.session.scalar(select(PendingAction).where(PendingAction.token_hash == hashed))
     if row is None or not hmac.compare_digest(row.token_hash, hashed):
         return ctx.result("confirm", False, "unknown")

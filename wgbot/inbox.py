@@ -22,13 +22,13 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from wgbot import commands, gate
+from wgbot import answers, commands, gate
 from wgbot.config import Config
 from wgbot.errors import MessageRefused
-from wgbot.outbox import allow_reply, enqueue
+from wgbot.outbox import allow_caused, allow_reply, enqueue
 from wgbot.parse import Caps, Message, check_caps, clean_header_text, parse, parse_headers, split_head
 from wgbot.render import compose
-from wgbot.route import Destination, Kind, route
+from wgbot.route import Destination, Kind, mask_token, route
 from wgbot.store import Group, InboundMessage, InboundStatus, audit, prepared
 
 log = logging.getLogger("wgbot.inbox")
@@ -70,7 +70,8 @@ def accept(session: Session | Connection, raw: bytes, recipients: Iterable[str],
     m = re.search(rb"(?im)^message-id:[ \t]*(<[^>\r\n]{1,900}>)", head)
     msgid = m.group(1).decode("ascii", "replace") if m else ""
     ids: list[int] = []
-    for rcpt in dict.fromkeys(r.strip() for r in recipients):
+    # A live confirmation or approval token is stored (and so logged) only as its hash, which routes the same.
+    for rcpt in dict.fromkeys(mask_token(r.strip()) for r in recipients):
         # One statement: a retry of a message already stored (or a concurrent accept of it) inserts nothing.
         new_id = session.execute(prepared(session, _store_once), {
             "dedupe_hash": digest, "recipient": rcpt, "envelope_from": stored_from, "source": source,
@@ -151,12 +152,11 @@ def _handle(session: Session, cfg: Config, row: Stored, now: dt.datetime) -> Out
 def _context(session: Session, cfg: Config, row: Stored, msg: Message, dest: Destination,
              now: dt.datetime) -> commands.Context:
     from wgbot.rules import cached_rules
-    from wgbot.workgroups import trusted_dmarc_pass
 
     return commands.Context(session=session, cfg=cfg, now=now, msg=msg, sender=msg.sender,
                             reply_address=_reply_to(row, msg), default_group=dest.slug, inbound_id=row.id,
                             rules=cached_rules(str(cfg.rules_path)),
-                            trusted=trusted_dmarc_pass(cfg, msg.all("authentication-results"), msg.sender))
+                            trusted=gate.trusted_dmarc_pass(cfg, msg.all("authentication-results"), msg.sender))
 
 
 def _list_mail(session: Session, cfg: Config, row: Stored, msg: Message, dest: Destination,
@@ -167,15 +167,16 @@ def _list_mail(session: Session, cfg: Config, row: Stored, msg: Message, dest: D
     group = session.scalar(select(Group).where(Group.slug == dest.slug))
     assert group is not None  # route() checked it exists
     ctx = _context(session, cfg, row, msg, dest, now)
-    if verdict.automated and ("loop" in verdict.reason or (dest.kind is Kind.POST and verdict.bounce)):
+    if verdict.automated and (verdict.loop or dest.kind in (Kind.POST, Kind.COMMENTS)):
+        # Automated mail to a list (a vacation answer to a post, another list's copy, a bounce) is neither
+        # posted nor held nor answered: dropped, and the outcome logged (RFC 3834 §2).
         status, outcome = InboundStatus.IGNORED.value, f"automated: {verdict.reason}"
     elif dest.kind is Kind.COMMENTS:
-        if verdict.automated:
-            status, outcome = InboundStatus.IGNORED.value, f"automated: {verdict.reason}"
-        else:
-            from wgbot.reports import receive_comment
+        from wgbot.reports import receive_comment
 
-            status, outcome = receive_comment(ctx, group)
+        status, outcome = receive_comment(ctx, group)
+    elif dest.kind is Kind.OWNER and not allow_caused(session, msg.sender, now, cfg.limits.replies_per_day):
+        status, outcome = InboundStatus.IGNORED.value, "not forwarded: the sender's daily limit is reached"
     elif dest.kind is Kind.OWNER:
         status, outcome = lists.to_owners(ctx, group, row.raw)
     else:
@@ -186,18 +187,13 @@ def _list_mail(session: Session, cfg: Config, row: Stored, msg: Message, dest: D
 def _run_commands(session: Session, cfg: Config, row: Stored, msg: Message, dest: Destination,
                   now: dt.datetime) -> Outcome:
     ctx = _context(session, cfg, row, msg, dest, now)
-    trusted = ctx.trusted
     unknown: list[str] = []
     stopped = ""
     template = "replies/results.txt"
     if dest.kind is Kind.APPROVAL:
-        if cfg.network.trusted_authserv_id and not trusted:
-            # Approvals need a trusted, aligned DMARC pass when the deployment has one (mail-safety.md §4.1
-            # item 38): refused, and no reply to a From that may be forged.
-            return Outcome(InboundStatus.IGNORED.value, "approval reply without a trusted DMARC pass", [])
-        results, template = _approval_reply(ctx, dest.token)
+        results, template = _approval_reply(ctx, dest)
     elif dest.kind is Kind.CONFIRM:
-        results = [(f"confirm {dest.token[:6]}…", commands.confirm_token(ctx, dest.token))]
+        results = [("confirm", commands.confirm_token(ctx, dest.token, hashed=dest.token_hash))]
     elif dest.kind in (Kind.JOIN, Kind.LEAVE):
         verb = "join" if dest.kind is Kind.JOIN else "leave"
         results = commands.run(ctx, [commands.Line(f"{verb} {dest.slug}", verb, [dest.slug], source="address")])
@@ -205,30 +201,43 @@ def _run_commands(session: Session, cfg: Config, row: Stored, msg: Message, dest
         lines, unknown, stopped = commands.read_commands(commands.registry, msg.subject, msg.text,
                                                          cfg.limits.max_command_lines)
         results = commands.run(ctx, lines)
-    to = ctx.reply_address
+    # Answers about a token (a confirmation, an approval) always concern the From address's own request.
+    to = answers.answer_address(ctx, results, private=dest.kind in (Kind.APPROVAL, Kind.CONFIRM))
+    summary = _summary(results, unknown)
+    if not results and dest.kind in (Kind.COMMAND, Kind.REQUEST):
+        # No command at all (prose, a "thank you", unknown lines): one short answer naming people, not a
+        # transcript per message.
+        if not answers.first_no_command_answer(session, (msg.sender, to), now):
+            return Outcome(InboundStatus.DONE.value, summary + "; answered before, not again", [])
+        template = "replies/no_command.txt"
     queued: list[int] = []
     if allow_reply(session, to, now, cfg.limits.replies_per_day):
-        reply = compose(cfg, template,
-                        {"results": results, "unknown": unknown, "stopped": stopped},
+        reply = compose(cfg, template, {"results": results, "unknown": unknown, "stopped": stopped},
                         to=[to], parent=msg, auto_submitted="auto-replied", now=now)
         queued.append(enqueue(session, reply, [to], cfg.network.bot_address, now, kind="reply",
                               inbound_id=row.id))
-    ok = sum(1 for _, r in results if r.ok)
-    summary = f"{len(results)} command(s), {ok} ok, {len(results) - ok} refused"
-    if unknown:
-        summary += f", {len(unknown)} unknown line(s)"
     return Outcome(InboundStatus.DONE.value, summary, queued)
 
 
-def _approval_reply(ctx: commands.Context, token: str) -> tuple[list[tuple[str, commands.Result]], str]:
-    """A reply to an approval request: its first non-quoted line decides; anything else is asked again."""
+def _summary(results: list[tuple[str, commands.Result]], unknown: list[str]) -> str:
+    ok = sum(1 for _, r in results if r.ok)
+    summary = f"{len(results)} command(s), {ok} ok, {len(results) - ok} refused"
+    return summary + (f", {len(unknown)} unknown line(s)" if unknown else "")
+
+
+def _approval_reply(ctx: commands.Context, dest: Destination) -> tuple[list[tuple[str, commands.Result]], str]:
+    """A reply to an approval request: its first non-quoted line decides; anything else is asked again.
+    Without the trusted DMARC pass a deployment asks for, nothing is decided and the approver is told why."""
     from wgbot.workgroups import decide, read_decision
 
     decision, reason = read_decision(ctx.msg.text)
+    if ctx.cfg.network.trusted_authserv_id and not ctx.trusted:
+        return [(decision or "decision", decide(ctx, dest.token, decision or "approve", reason,
+                                                 hashed=dest.token_hash))], "replies/results.txt"
     if not decision:
         return [], "replies/approval_unclear.txt"
     line = decision + (f" ({commands.shown(reason, 60)})" if reason else "")
-    return [(line, decide(ctx, token, decision, reason))], "replies/results.txt"
+    return [(line, decide(ctx, dest.token, decision, reason, hashed=dest.token_hash))], "replies/results.txt"
 
 
 def _answer_refused(session: Session, cfg: Config, row: Stored, reason: str, now: dt.datetime) -> None:

@@ -78,15 +78,31 @@ def note_queued(session: Session) -> None:
     session.info["queued_mail"] = True
 
 
+def mailbox_key(address: str) -> str:
+    """The mailbox behind an address: sub-address (RFC 5233 `+detail`) dropped, case folded, so that
+    victim+a@ and Victim+b@ count as one person."""
+    local, at, domain = address_key(address).strip("<>").rpartition("@")
+    if not at:
+        return domain
+    return f"{local.partition('+')[0] or local}@{domain}"
+
+
 def allow_reply(session: Session, address: str, now: dt.datetime, per_day: int) -> bool:
-    """Count one automatic mail to `address` today; False once `per_day` is reached (RFC 3834 §2). One upsert."""
+    """Count one automatic mail to `address`'s mailbox today; False once `per_day` is reached (RFC 3834 §2).
+    One upsert."""
     count = session.execute(prepared(session, _count_reply),
-                            {"key": address_key(address), "day": now.astimezone(dt.UTC).date()}).scalar_one()
+                            {"key": mailbox_key(address), "day": now.astimezone(dt.UTC).date()}).scalar_one()
     if count > per_day:
         log.warning("rate limit: not replying to %s (already %d automatic mails today, limit %d)",
                     address, count - 1, per_day)
         return False
     return True
+
+
+def allow_caused(session: Session, sender: str, now: dt.datetime, per_day: int) -> bool:
+    """Count one mail that `sender`'s mailbox makes us send to others (a message forwarded to a group's
+    contacts); False once `per_day` is reached: a stranger's flood reaches nobody beyond that."""
+    return allow_reply(session, "caused-by:" + mailbox_key(sender), now, per_day)
 
 
 @dataclass

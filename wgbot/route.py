@@ -38,6 +38,9 @@ SUFFIXES = {
 }
 RESERVED_LOCALS = {"postmaster", "mailer-daemon", "abuse", "root", "hostmaster", "webmaster", "noreply"}
 _TOKEN = re.compile(r"^[a-z0-9]{26,64}$")
+_HASHED = re.compile(r"^#([0-9a-f]{64})$")
+# wgbot+confirm-TOKEN@ and wgbot+approval-TOKEN@: the part a stored or logged address must not show.
+_TOKEN_ADDRESS = re.compile(r"^(\s*<?[^@+<>\s]+\+(?:confirm|approval)-)([^@]*)(@.*)$", re.I | re.S)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class Destination:
     address: str            # the recipient as given
     slug: str = ""          # for list addresses
     token: str = ""         # for +confirm- / +approval-
+    token_hash: str = ""    # the same, from an address masked by `mask_token` (what the store keeps)
     verp: str = ""          # for SLUG-bounces+ADDR@: the decoded member address
     tag: str = ""           # for SLUG-bounces+ADDR=TAG@: the keyed hash that proves we sent it (bounces.py)
 
@@ -91,6 +95,9 @@ def route(address: str, cfg: Config, group_exists: Callable[[str], bool]) -> Des
         for tag, kind in (("+confirm-", Kind.CONFIRM), ("+approval-", Kind.APPROVAL)):
             if local_l.startswith(bot + tag):
                 token = local_l[len(bot + tag):]
+                hashed = _HASHED.match(token)
+                if hashed:
+                    return Destination(kind, addr, token_hash=hashed.group(1))
                 return Destination(kind, addr, token=token) if _TOKEN.match(token) else None
     if domain != cfg.network.list_domain.lower() or local_l in RESERVED_LOCALS:
         return None
@@ -107,3 +114,27 @@ def route(address: str, cfg: Config, group_exists: Callable[[str], bool]) -> Des
     if plus:
         return None
     return Destination(Kind.POST, addr, slug=base) if group_exists(base) else None
+
+
+def mask_token(address: str) -> str:
+    """`address` with the token of a +confirm-/+approval- address replaced by `#` and its SHA-256 (the form
+    the store looks tokens up by), for the inbound row and the log: a live token never rests in plain text.
+    Whatever follows the tag is hashed, a `#...` sent from outside too, so a hash is never a credential."""
+    from wgbot.store import token_hash
+
+    m = _TOKEN_ADDRESS.match(address)
+    if m is None:
+        return address
+    return f"{m.group(1)}#{token_hash(m.group(2))}{m.group(3)}"
+
+
+_TOKEN_IN_TEXT = re.compile(r"(\+(?:confirm|approval)-|\b(?:confirm|approve|reject)\s+)([A-Za-z0-9]{26,64})"
+                            r"(?=@|>|\s|\\|'|$)", re.I)
+
+
+def mask_tokens_in(text: str) -> str:
+    """Every +confirm-TOKEN / +approval-TOKEN address and `confirm TOKEN` (a reply's Subject) in free text (a
+    log line, an SMTP dialogue at DEBUG) masked as by `mask_token`."""
+    from wgbot.store import token_hash
+
+    return _TOKEN_IN_TEXT.sub(lambda m: f"{m.group(1)}#{token_hash(m.group(2))}", text)

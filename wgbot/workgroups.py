@@ -30,7 +30,6 @@ from wgbot.commands import (
     shown,
     slugify,
 )
-from wgbot.config import Config
 from wgbot.invitations import invite
 from wgbot.names import name_problem
 from wgbot.organisations import canonical, check_support
@@ -55,7 +54,8 @@ from wgbot.store import (
 
 _ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 APPROVE_WORDS = {"approve", "approved", "yes", "ok"}
-REJECT_WORDS = ("reject", "rejected", "no", "decline")
+REJECT_WORDS = {"reject", "rejected", "no", "decline", "declined"}
+REASONED_REJECT = ("reject", "rejected")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -158,26 +158,38 @@ def read_decision(text: str) -> tuple[str, str]:
         word = re.sub(r"[.!,;:]+$", "", line).strip().casefold()
         if word in APPROVE_WORDS:
             return "approve", ""
+        if word in REJECT_WORDS:
+            return "reject", _reason(lines[i + 1:])
+        # Only `reject`/`rejected` may carry a reason on the same line: "No longer with the organisation"
+        # or "Declined: I am away" (an out-of-office answer) decides nothing (issue 11 item 8).
         first = re.split(r"[\s:,.!;]+", line.casefold(), maxsplit=1)
-        if first and first[0] in REJECT_WORDS:
+        if first and first[0] in REASONED_REJECT:
             rest = line[len(first[0]):].lstrip(" :,.!;-")
-            reason_lines = [rest] if rest else []
-            for more in lines[i + 1:]:
-                if more.startswith(">") or more.rstrip() in ("--", "-- "):
-                    break
-                reason_lines.append(more.rstrip())
-            reason = "\n".join(reason_lines).strip()
-            # A quote attribution ("On Monday X wrote:") before the quote is not part of the reason.
-            reason = re.sub(r"\n[^\n]*wrote:\s*$", "", reason).strip()
-            return "reject", reason
+            return "reject", _reason(lines[i + 1:], rest)
         return "", ""
     return "", ""
 
 
-def decide(ctx: Context, token: str, decision: str, reason: str) -> Result:
-    """Apply an approver's decision on the request behind `token`; the first decision wins."""
+def _reason(lines: list[str], first: str = "") -> str:
+    """The reason after a reject: the lines up to a quote or a signature."""
+    reason_lines = [first] if first else []
+    for more in lines:
+        if more.startswith(">") or more.rstrip() in ("--", "-- "):
+            break
+        reason_lines.append(more.rstrip())
+    reason = "\n".join(reason_lines).strip()
+    # A quote attribution ("On Monday X wrote:") before the quote is not part of the reason.
+    return re.sub(r"(^|\n)[^\n]*wrote:\s*$", "", reason).strip()
+
+
+def decide(ctx: Context, token: str, decision: str, reason: str, hashed: str = "") -> Result:
+    """Apply an approver's decision on the request behind `token` (or its stored hash); the first decision wins.
+    Whatever the path (a reply to the approval address or an `approve TOKEN` command), a deployment with a
+    trusted authserv-id takes a decision only with that MTA's dmarc=pass for the From domain (README)."""
     name = decision
-    hashed = token_hash(token)
+    if ctx.cfg.network.trusted_authserv_id and not ctx.trusted:
+        return ctx.result(name, False, "untrusted")
+    hashed = hashed or token_hash(token)
     row = ctx.session.scalar(select(PendingAction).where(PendingAction.token_hash == hashed,
                                                          PendingAction.action == "approval"))
     if row is None or not hmac.compare_digest(row.token_hash, hashed):
@@ -185,6 +197,11 @@ def decide(ctx: Context, token: str, decision: str, reason: str) -> Result:
     approvers = {address_key(a) for a in row.payload.get("approvers", [])}
     if address_key(ctx.sender) not in approvers:
         return ctx.result(name, False, "not_approver", ref=row.public_ref)
+    return _decide(ctx, row, decision, reason, approvers)
+
+
+def _decide(ctx: Context, row: PendingAction, decision: str, reason: str, approvers: set[str]) -> Result:
+    name = decision
     if row.used_at is not None:
         return ctx.result(name, False, "decided", ref=row.public_ref, outcome_was=row.outcome)
     if row.expires_at <= ctx.now:
@@ -683,25 +700,3 @@ ACTIONS.update({
     "withdraw": _apply_withdraw,
 })
 
-
-def trusted_dmarc_pass(cfg: Config, headers: Iterable[str], sender: str) -> bool:
-    """True when the topmost Authentication-Results, from our own authserv-id, says dmarc=pass for the From
-    domain (RFC 8601 §5: only our border MTA's verdict counts, and it must strip forged copies)."""
-    import authres
-
-    authserv = cfg.network.trusted_authserv_id.lower()
-    values = list(headers)
-    if not authserv or not values:
-        return False
-    try:
-        header = authres.AuthenticationResultsHeader.parse("Authentication-Results: " + values[0])
-    except (authres.AuthResError, ValueError, IndexError):
-        return False
-    if str(header.authserv_id).lower() != authserv:
-        return False
-    domain = sender.rpartition("@")[2].lower()
-    for result in header.results:
-        if str(result.method).lower() == "dmarc" and str(result.result).lower() == "pass":
-            return any(p.type == "header" and p.name == "from" and str(p.value).lower() == domain
-                       for p in result.properties)
-    return False

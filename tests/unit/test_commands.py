@@ -226,10 +226,13 @@ def test_reply_headers(sessions: sessionmaker[Session], cfg: Config) -> None:
 
 
 def test_replies_go_to_the_envelope_sender(sessions: sessionmaker[Session], cfg: Config) -> None:
-    """The reply goes to the envelope sender; the confirmation to the From address being confirmed."""
+    """A reply that is the same whoever asks goes to the envelope sender; one that depends on who the From is
+    (issue 11 item 1) goes to the From address, as the confirmation does."""
     slug = make_group(sessions, cfg)
-    feed(sessions, cfg, mail(f"join {slug}"), envelope="srs0+alice@mail.example.com")
+    feed(sessions, cfg, mail("help"), envelope="srs0+alice@mail.example.com")
     assert queued(sessions, "reply")[-1][0] == "srs0+alice@mail.example.com"
+    feed(sessions, cfg, mail(f"join {slug}", msgid="<j@example.com>"), envelope="srs0+alice@mail.example.com")
+    assert queued(sessions, "reply")[-1][0] == "alice@example.com"
     assert queued(sessions, "confirm")[-1][0] == "alice@example.com"
 
 

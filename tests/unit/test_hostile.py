@@ -216,7 +216,7 @@ def test_21_base64_with_trailing_junk(db: S, cfg: Config) -> None:
 def test_22_unreadable_transfer_encodings_are_no_text(db: S, cfg: Config, cte: str) -> None:
     """x-uuencode, binary and unknown encodings are treated as no text: no command runs."""
     feed(db, cfg, simple(f"Content-Type: text/plain\r\nContent-Transfer-Encoding: {cte}\r\n", b"help\r\n"))
-    assert "We found no commands" in last_reply(db)
+    assert "found no command" in last_reply(db)
 
 
 def test_23_forwarded_message_is_never_read_as_commands(db: S, cfg: Config) -> None:
@@ -226,7 +226,7 @@ def test_23_forwarded_message_is_never_read_as_commands(db: S, cfg: Config) -> N
     body = (b"--F\r\nContent-Type: text/plain\r\n\r\nFYI\r\n--F\r\nContent-Type: message/rfc822\r\n\r\n"
             + inner + b"\r\n--F--\r\n")
     feed(db, cfg, simple("MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=F\r\n", body))
-    assert pending(db) == 0 and "FYI" in last_reply(db)
+    assert pending(db) == 0 and "found no command" in last_reply(db)
 
 
 # -- Charsets (items 24-27) -------------------------------------------------------------------------------------
@@ -241,7 +241,7 @@ def test_24_unknown_charsets_do_not_crash(db: S, cfg: Config, charset: str) -> N
 
 def test_25_utf7_is_not_a_command_charset(db: S, cfg: Config) -> None:
     """A UTF-7 body is not decoded: +ADw-script+AD4- stays literal and never becomes <script>."""
-    feed(db, cfg, simple("Content-Type: text/plain; charset=utf-7\r\n", b"+ADw-script+AD4-\r\n"))
+    feed(db, cfg, simple("Content-Type: text/plain; charset=utf-7\r\n", b"+ADw-script+AD4-\r\nhelp\r\n"))
     reply = last_reply(db)
     assert "<script>" not in reply and "+ADw-script+AD4-" in reply
 
@@ -261,7 +261,7 @@ def test_27_legacy_charset_subjects(db: S, cfg: Config) -> None:
     """koi8-r and iso-2022-jp Subjects are decoded; commands are ASCII-only."""
     koi = base64.b64encode("помощь".encode("koi8-r")).decode()
     feed(db, cfg, mail("", subject=f"=?koi8-r?B?{koi}?="))
-    assert "We found no commands" in last_reply(db)
+    assert "found no command" in last_reply(db)
     jp = base64.b64encode("help".encode("iso-2022-jp")).decode()
     feed(db, cfg, mail("", subject=f"=?iso-2022-jp?B?{jp}?=", msgid="<jp@example.com>"))
     assert "> help" in last_reply(db)

@@ -68,7 +68,8 @@ def test_read_decision() -> None:
         "  yes.\n": ("approve", ""),
         "OK": ("approve", ""),
         "reject: out of scope\nplease merge it with X\n-- \nAnna": ("reject", "out of scope\nplease merge it with X"),
-        "No, it overlaps with Y.\n> approve\n": ("reject", "it overlaps with Y."),
+        "No\nit overlaps with Y.\n> approve\n": ("reject", "it overlaps with Y."),
+        "Rejected - it overlaps with Y.\n": ("reject", "it overlaps with Y."),
         "OK, thanks!": ("", ""),
         "": ("", ""),
         "> approve\n> yes": ("", ""),
@@ -298,14 +299,15 @@ def test_trusted_authentication_results_skip_confirmation(sessions: S, tmp_path:
 
 
 def test_approval_needs_trusted_dmarc_when_configured(sessions: S, tmp_path: Path) -> None:
-    """With trusted_authserv_id set, an approval reply without a trusted pass is refused, with no reply."""
+    """With trusted_authserv_id set, an approval reply without a trusted pass decides nothing, and the approver
+    (the From address) is told why."""
     cfg = net(tmp_path, "ietm", trusted_authserv_id="mx.lists.example.org")
     say(sessions, cfg, "anna@theatre.example", "propose Dance\n\nDance.\n")
     feed(sessions, cfg, mail("approve", subject="approve", sender="anna@theatre.example", msgid="<c@x.org>"))
     to = f"wgbot+approval-{approval_token(sessions)}@lists.example.org"
-    before = len(queued(sessions))
     feed(sessions, cfg, mail("approve", sender="office@example.org", msgid="<n1@x.org>"), to=to)
-    assert group(sessions, "dance")["status"] == "pending" and len(queued(sessions)) == before
+    assert group(sessions, "dance")["status"] == "pending"
+    assert "Nothing was decided" in last_reply(sessions) and queued(sessions, "reply")[-1][0] == "office@example.org"
     feed(sessions, cfg, mail("approve", sender="office@example.org", msgid="<n2@x.org>", headers={
         "Authentication-Results": "mx.lists.example.org; dmarc=pass header.from=example.org"}), to=to)
     assert group(sessions, "dance")["status"] == "active"
