@@ -106,6 +106,8 @@ class LimitsConfig:
     max_parts: int = 500
     max_depth: int = 20
     max_received: int = 100
+    process_seconds: float = 120.0   # one message's processing time before `wgbot run` restarts (issue 11 item 5)
+    max_rcpts: int = 50              # RCPT TO per SMTP transaction; more get 452 4.5.3 (RFC 5321 §4.5.3.1.10)
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from wgbot import commands, gate
+from wgbot import commands, gate, watchdog
 from wgbot.config import Config
 from wgbot.errors import MessageRefused
 from wgbot.outbox import allow_reply, enqueue
@@ -246,8 +246,19 @@ def _answer_refused(session: Session, cfg: Config, row: Stored, reason: str, now
 
 def _claim_inbound(_insert: Any) -> Any:
     t: Any = InboundMessage.__table__
+    # The attempt is counted by the claim itself and committed before processing starts: a message that kills
+    # the process (a crash, an out-of-memory kill, the watchdog's time limit) has its tries on record.
     return (update(t).where(t.c.id == bindparam("b_id"), t.c.status == InboundStatus.PENDING.value)
-            .values(processed_at=bindparam("b_now")).returning(t.c.id, t.c.raw, t.c.recipient, t.c.envelope_from))
+            .values(processed_at=bindparam("b_now"), attempts=t.c.attempts + 1)
+            .returning(t.c.id, t.c.raw, t.c.recipient, t.c.envelope_from, t.c.attempts, t.c.error))
+
+
+def _hold_inbound(_insert: Any) -> Any:
+    t: Any = InboundMessage.__table__
+    # The lock for the processing transaction: the row is still pending and no other processor claimed it since.
+    return (update(t).where(t.c.id == bindparam("b_id"), t.c.status == InboundStatus.PENDING.value,
+                            t.c.attempts == bindparam("b_attempts"))
+            .values(processed_at=bindparam("b_now")).returning(t.c.id))
 
 
 def _finish_inbound(_insert: Any) -> Any:
@@ -256,48 +267,72 @@ def _finish_inbound(_insert: Any) -> Any:
                                                                outcome=bindparam("b_outcome"))
 
 
+def _claim(session: Session, row_id: int, now: dt.datetime) -> tuple[Stored, int, str] | None:
+    """Count one attempt at `row_id` and commit it; None if the row is no longer pending.
+
+    The commit waits for no fsync: processing sessions are not durable with SQLite (store._sqlite_pragmas) and
+    PostgreSQL is told so for this transaction. A killed process leaves the count in the database's hands; only
+    a power cut could lose it, which costs one more try of the message."""
+    with session.begin():
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        claimed = session.execute(prepared(session, _claim_inbound), {"b_id": row_id, "b_now": now}).first()
+    if claimed is None:
+        return None
+    *stored, attempts, error = claimed
+    return Stored(*stored), int(attempts), str(error or "")
+
+
+def _quarantine_poison(session: Session, row: Stored, attempts: int, error: str, now: dt.datetime) -> Outcome:
+    """A message whose earlier tries never finished is set aside unread (Mailman shunts it the same way)."""
+    why = error or "the process stopped while processing it (a crash or an out-of-memory kill)"
+    reason = f"processing did not finish in {attempts - 1} attempts; last: {why}"
+    session.execute(update(InboundMessage).where(InboundMessage.id == row.id).values(
+        status=InboundStatus.QUARANTINED.value, outcome=f"quarantined: {reason}"[:200], error=reason))
+    audit(session, now, "wgbot", "quarantine", detail_inbound=row.id, reason=reason[:500])
+    log.error("inbound %d: quarantined as a poison message: %s", row.id, reason)
+    return Outcome(InboundStatus.QUARANTINED.value, reason, [])
+
+
+def _process_claimed(session: Session, cfg: Config, row: Stored, attempts: int, error: str,
+                     now: dt.datetime) -> Outcome | None:
+    """The processing transaction of a claimed row (the caller handles a fault)."""
+    with session.begin():
+        # Take the row's lock: PostgreSQL's row lock or SQLite's write lock, so a second processor (the IMAP
+        # poller beside the listener's worker, or another process) that claimed it after us finds it gone.
+        if session.execute(prepared(session, _hold_inbound),
+                           {"b_id": row.id, "b_now": now, "b_attempts": attempts}).first() is None:
+            return None
+        if attempts > MAX_ATTEMPTS:
+            return _quarantine_poison(session, row, attempts, error, now)
+        with watchdog.watching(row.id):
+            result = _handle(session, cfg, row, now)
+        session.execute(prepared(session, _finish_inbound), {"b_id": row.id, "b_status": result.status,
+                                                             "b_outcome": result.outcome[:200]})
+        if result.status == InboundStatus.QUARANTINED.value:
+            session.execute(update(InboundMessage).where(InboundMessage.id == row.id)
+                            .values(error=result.outcome))
+            audit(session, now, "wgbot", "quarantine", detail_inbound=row.id, reason=result.outcome)
+    return result
+
+
 def process_one(sessions: sessionmaker[Session], cfg: Config, row_id: int, now: dt.datetime) -> Outcome | None:
     """Process one stored row in one transaction; on a fault, quarantine it. None if it was already done."""
     started = time.monotonic()
     session = sessions()
+    sender, rcpt = "-", "-"
     try:
-        with session.begin():
-            # Claim the row first: the UPDATE takes PostgreSQL's row lock or SQLite's write lock, so a second
-            # processor (the IMAP poller beside the listener's worker, or another process) waits here and then
-            # finds the row no longer pending.
-            # The claim returns what processing needs (Core, prepared: it runs for every message).
-            claimed = session.execute(prepared(session, _claim_inbound), {"b_id": row_id, "b_now": now}).first()
-            if claimed is None:
-                return None
-            row = Stored(*claimed)
-            sender, rcpt = row.envelope_from or "-", row.recipient
-            result = _handle(session, cfg, row, now)
-            session.execute(prepared(session, _finish_inbound), {"b_id": row_id, "b_status": result.status,
-                                                                 "b_outcome": result.outcome[:200]})
-            if result.status == InboundStatus.QUARANTINED.value:
-                session.execute(update(InboundMessage).where(InboundMessage.id == row_id)
-                                .values(error=result.outcome))
-                audit(session, now, "wgbot", "quarantine", detail_inbound=row_id, reason=result.outcome)
+        claimed = _claim(session, row_id, now)
+        if claimed is None:
+            return None
+        row, attempts, error = claimed
+        sender, rcpt = row.envelope_from or "-", row.recipient
+        result = _process_claimed(session, cfg, row, attempts, error, now)
+        if result is None:
+            return None
     except Exception as exc:
         session.rollback()
-        reason = str(exc) if isinstance(exc, MessageRefused) else f"{type(exc).__name__}: {exc}"
-        detail = reason if isinstance(exc, MessageRefused) else traceback.format_exc(limit=8)
-        with session.begin():
-            stored = session.get(InboundMessage, row_id)
-            assert stored is not None
-            sender, rcpt = stored.envelope_from or "-", stored.recipient
-            stored.status = InboundStatus.QUARANTINED.value
-            stored.outcome = f"quarantined: {reason}"[:200]
-            stored.error = detail
-            stored.attempts += 1
-            stored.processed_at = now
-            audit(session, now, "wgbot", "quarantine", detail_inbound=stored.id, reason=reason[:500])
-            if isinstance(exc, MessageRefused):
-                _answer_refused(session, cfg, Stored(stored.id, stored.raw, stored.recipient, stored.envelope_from),
-                                reason, now)
-        result = Outcome(InboundStatus.QUARANTINED.value, reason, [])
-        if not isinstance(exc, MessageRefused):
-            log.error("inbound %d: fault while processing, quarantined: %s", row_id, reason, exc_info=exc)
+        result = _quarantine_fault(session, cfg, row_id, exc, now)
     finally:
         queued_mail = bool(session.info.get("queued_mail"))
         session.close()
@@ -305,6 +340,27 @@ def process_one(sessions: sessionmaker[Session], cfg: Config, row_id: int, now: 
     elapsed = (time.monotonic() - started) * 1000
     log.info("inbound %d from=%s to=%s %s: %s (%.0f ms)", row_id, sender, rcpt, result.status, result.outcome, elapsed)
     return result
+
+
+def _quarantine_fault(session: Session, cfg: Config, row_id: int, exc: Exception, now: dt.datetime) -> Outcome:
+    """Quarantine a row whose processing raised; a refusal (not a fault of ours) is explained to its sender."""
+    refused = isinstance(exc, MessageRefused)
+    reason = str(exc) if refused else f"{type(exc).__name__}: {exc}"
+    detail = reason if refused else traceback.format_exc(limit=8)
+    with session.begin():
+        stored = session.get(InboundMessage, row_id)
+        assert stored is not None
+        stored.status = InboundStatus.QUARANTINED.value
+        stored.outcome = f"quarantined: {reason}"[:200]
+        stored.error = detail
+        stored.processed_at = now
+        audit(session, now, "wgbot", "quarantine", detail_inbound=stored.id, reason=reason[:500])
+        if refused:
+            _answer_refused(session, cfg, Stored(stored.id, stored.raw, stored.recipient, stored.envelope_from),
+                            reason, now)
+    if not refused:
+        log.error("inbound %d: fault while processing, quarantined: %s", row_id, reason, exc_info=exc)
+    return Outcome(InboundStatus.QUARANTINED.value, reason, [])
 
 
 def pending_ids(sessions: sessionmaker[Session], limit: int = 1000) -> list[int]:
@@ -344,5 +400,6 @@ def requeue(sessions: sessionmaker[Session], row_ids: Iterable[int]) -> int:
             row = session.get(InboundMessage, row_id)
             if row is not None and row.status == InboundStatus.QUARANTINED.value:
                 row.status = InboundStatus.PENDING.value
+                row.attempts = 0    # the operator asks for fresh tries (a poison message gets MAX_ATTEMPTS again)
                 count += 1
     return count
