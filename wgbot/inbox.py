@@ -30,6 +30,7 @@ from wgbot.parse import Caps, Message, clean_header_text, parse, parse_headers, 
 from wgbot.render import compose
 from wgbot.route import Destination, Kind, route
 from wgbot.store import Group, InboundMessage, InboundStatus, audit, prepared
+from wgbot.unreadable import answer_unreadable
 
 log = logging.getLogger("wgbot.inbox")
 
@@ -60,7 +61,8 @@ def group_exists(session: Session) -> Callable[[str], bool]:
 
 def accept(session: Session | Connection, raw: bytes, recipients: Iterable[str], envelope_from: str | None,
            now: dt.datetime, source: str = "smtp") -> list[int]:
-    """Store `raw` once per recipient (idempotently) and flush; the caller commits, then acknowledges.
+    """Store `raw` with one row per recipient, its bytes once (idempotently), and flush; the caller commits,
+    then acknowledges.
 
     `envelope_from` None means unknown (the From address stands in); "" or "<>" is the null sender, stored
     as "<>". Returns the ids of the rows stored, new or already there."""
@@ -70,11 +72,13 @@ def accept(session: Session | Connection, raw: bytes, recipients: Iterable[str],
     m = re.search(rb"(?im)^message-id:[ \t]*(<[^>\r\n]{1,900}>)", head)
     msgid = m.group(1).decode("ascii", "replace") if m else ""
     ids: list[int] = []
+    holder: int | None = None    # the row that holds the bytes; the other recipients' rows refer to it
     for rcpt in dict.fromkeys(r.strip() for r in recipients):
         # One statement: a retry of a message already stored (or a concurrent accept of it) inserts nothing.
         new_id = session.execute(prepared(session, _store_once), {
             "dedupe_hash": digest, "recipient": rcpt, "envelope_from": stored_from, "source": source,
-            "message_id": msgid[:998], "raw": raw, "received_at": now}).scalar()
+            "message_id": msgid[:998], "raw": raw if holder is None else b"", "raw_of": holder,
+            "received_at": now}).scalar()
         if new_id is None:
             existing = session.scalar(select(InboundMessage.id).where(InboundMessage.dedupe_hash == digest,
                                                                       InboundMessage.recipient == rcpt))
@@ -83,12 +87,13 @@ def accept(session: Session | Connection, raw: bytes, recipients: Iterable[str],
                 ids.append(existing)
             continue
         ids.append(int(new_id))
+        holder = int(new_id) if holder is None else holder
     return ids
 
 
 def _store_once(dialect_insert: Any) -> Any:
     table: Any = InboundMessage.__table__
-    names = ("dedupe_hash", "recipient", "envelope_from", "source", "message_id", "raw", "received_at")
+    names = ("dedupe_hash", "recipient", "envelope_from", "source", "message_id", "raw", "raw_of", "received_at")
     return (dialect_insert(table)
             .values(**{n: bindparam(n) for n in names}, status=InboundStatus.PENDING.value, attempts=0, outcome="",
                     error="")
@@ -231,6 +236,8 @@ def _answer_refused(session: Session, cfg: Config, row: Stored, reason: str, now
     """Tell the sender why their message could not be read, where that is safe (its headers pass the gate)."""
     head = parse_headers(row.raw, caps_for(cfg))
     if head is None:
+        if route(row.recipient, cfg, group_exists(session)) is not None:
+            answer_unreadable(session, cfg, row.raw, row.envelope_from, reason, row.id, now)
         return
     envelope = _envelope(row)
     if gate.check(head, envelope if envelope is not None else head.sender, cfg).automated:
@@ -250,7 +257,7 @@ def _claim_inbound(_insert: Any) -> Any:
     # the process (a crash, an out-of-memory kill, the watchdog's time limit) has its tries on record.
     return (update(t).where(t.c.id == bindparam("b_id"), t.c.status == InboundStatus.PENDING.value)
             .values(processed_at=bindparam("b_now"), attempts=t.c.attempts + 1)
-            .returning(t.c.id, t.c.raw, t.c.recipient, t.c.envelope_from, t.c.attempts, t.c.error))
+            .returning(t.c.id, t.c.raw, t.c.recipient, t.c.envelope_from, t.c.attempts, t.c.error, t.c.raw_of))
 
 
 def _hold_inbound(_insert: Any) -> Any:
@@ -277,10 +284,13 @@ def _claim(session: Session, row_id: int, now: dt.datetime) -> tuple[Stored, int
         if session.get_bind().dialect.name == "postgresql":
             session.execute(text("SET LOCAL synchronous_commit TO OFF"))
         claimed = session.execute(prepared(session, _claim_inbound), {"b_id": row_id, "b_now": now}).first()
-    if claimed is None:
-        return None
-    *stored, attempts, error = claimed
-    return Stored(*stored), int(attempts), str(error or "")
+        if claimed is None:
+            return None
+        row_id, raw, recipient, envelope_from, attempts, error, raw_of = claimed
+        if raw_of is not None:   # another recipient's row holds the bytes of this message
+            t: Any = InboundMessage.__table__
+            raw = session.scalar(select(t.c.raw).where(t.c.id == raw_of)) or raw
+    return Stored(row_id, raw, recipient, envelope_from), int(attempts), str(error or "")
 
 
 def _quarantine_poison(session: Session, row: Stored, attempts: int, error: str, now: dt.datetime) -> Outcome:

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from wgbot import inbox
 from wgbot.config import Config
-from wgbot.errors import SMTP_OK, SMTP_OUR_FAULT, SMTP_TOO_BIG, SMTP_UNKNOWN_RECIPIENT
+from wgbot.errors import SMTP_OK, SMTP_OUR_FAULT, SMTP_TOO_BIG, SMTP_TOO_MANY_RECIPIENTS, SMTP_UNKNOWN_RECIPIENT
 from wgbot.route import route
 
 log = logging.getLogger("wgbot.smtp")
@@ -112,6 +112,11 @@ class Handler:
         if not ours:
             log.info("RCPT %s refused: not one of our addresses", address)
             return SMTP_UNKNOWN_RECIPIENT
+        if len(envelope.rcpt_tos) >= self.cfg.limits.max_rcpts:
+            # One message to hundreds of our addresses would be stored and processed once each: the client sends
+            # the rest in another transaction (RFC 5321 §4.5.3.1.10; every MTA does on 452).
+            log.info("RCPT %s deferred: %d recipients in this transaction already", address, len(envelope.rcpt_tos))
+            return SMTP_TOO_MANY_RECIPIENTS
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 Ok"
 
@@ -149,6 +154,13 @@ class _Fast:
     anything else (quoted local parts, `<>`, source routes) still goes the careful way."""
 
     local_part_limit: int
+    line_length_limit: int
+
+    def __init__(self, *args: Any, max_line: int = 1001, **kwargs: Any) -> None:
+        # aiosmtpd answers a DATA line over 1,001 octets with 500 and drops the message. Real mail has such
+        # lines (RFC 5322 §2.1.1 is broken every day); the size limit bounds them, and parsing decides.
+        self.line_length_limit = max_line
+        super().__init__(*args, **kwargs)
 
     async def push(self, status: AnyStr) -> None:
         await super().push(_reply(status) if isinstance(status, str) else status)  # type: ignore[misc]
@@ -195,5 +207,5 @@ def server_factory(cfg: Config, handler: Handler) -> Callable[[], SMTP]:
     cls = WgbotLMTP if smtp.protocol == "lmtp" else WgbotSMTP
 
     def factory() -> SMTP:
-        return cls(handler, **kwargs)
+        return cls(handler, max_line=smtp.max_message_size + 2, **kwargs)
     return factory
