@@ -87,7 +87,11 @@ def restart_in_place(row_id: int, reason: str) -> None:
         with contextlib.suppress(Exception):
             handler.flush()
     env = {**os.environ, _NOTE: f"{row_id} {reason}"}
-    os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    try:
+        os.execve(sys.executable, [sys.executable, *sys.orig_argv[1:]], env)
+    except OSError:
+        log.critical("could not restart in place; exiting so that a supervisor restarts wgbot run", exc_info=True)
+        os._exit(75)
 
 
 def take_note() -> tuple[int, str] | None:
