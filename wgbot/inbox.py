@@ -73,7 +73,7 @@ def accept(session: Session | Connection, raw: bytes, recipients: Iterable[str],
     msgid = m.group(1).decode("ascii", "replace") if m else ""
     ids: list[int] = []
     holder: int | None = None    # the row that holds the bytes; the other recipients' rows refer to it
-    for rcpt in dict.fromkeys(r.strip() for r in recipients):
+    for rcpt in _distinct(recipients):
         # One statement: a retry of a message already stored (or a concurrent accept of it) inserts nothing.
         new_id = session.execute(prepared(session, _store_once), {
             "dedupe_hash": digest, "recipient": rcpt, "envelope_from": stored_from, "source": source,
@@ -89,6 +89,16 @@ def accept(session: Session | Connection, raw: bytes, recipients: Iterable[str],
         ids.append(int(new_id))
         holder = int(new_id) if holder is None else holder
     return ids
+
+
+def _distinct(recipients: Iterable[str]) -> list[str]:
+    """Recipients as route() tells them apart: `grp@`, `GRP@` and `Grp@domain.` are one address, so one message
+    to all of them is one row (and one moderation request), not one per spelling."""
+    seen: dict[str, str] = {}
+    for rcpt in recipients:
+        rcpt = rcpt.strip()
+        seen.setdefault(rcpt.strip("<>").lower().rstrip("."), rcpt)
+    return list(seen.values())
 
 
 def _store_once(dialect_insert: Any) -> Any:

@@ -228,3 +228,17 @@ def test_one_message_to_many_of_our_addresses_is_stored_once(lists: ListBot) -> 
     lists.copies(3, "[grp] three ways")
     with lists.bot.sessions() as session:
         assert all(session.get(InboundMessage, r.id).raw == raw for r in rows)  # type: ignore[union-attr]
+
+
+def test_one_message_to_many_spellings_of_a_list_is_one_row_and_one_request(lists: ListBot) -> None:
+    """A stranger's message to grp@, GRP@, Grp@ and gRp@LISTS… (one address to route(), four to a naive store)
+    is stored once and asks the contacts once, not once per spelling."""
+    spellings = ["grp@lists.example.org", "GRP@lists.example.org", "Grp@lists.example.org", "gRp@LISTS.example.org"]
+    raw = (b"From: Stranger <stranger@example.net>\r\nTo: grp@lists.example.org\r\nSubject: buy now\r\n"
+           b"Message-ID: <spam1@example.net>\r\nContent-Type: text/plain\r\n\r\nAn offer.\r\n")
+    with smtplib.SMTP("127.0.0.1", lists.bot.port) as client:
+        assert client.sendmail("stranger@example.net", spellings, raw) == {}
+    rows = wait_processed(lists, 1)
+    assert len(rows) == 1 and "held for the contacts" in rows[0].outcome
+    asked = [r for r, m in queued(lists.bot.sessions) if "buy now" in str(m["Subject"])]
+    assert [r for r in asked if r != "stranger@example.net"] == ["chair@city.example"]
