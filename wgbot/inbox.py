@@ -2,8 +2,10 @@
 rows into effects: parse → gate → route → dispatch, in ONE transaction per message.
 
 A fault while processing rolls that transaction back and quarantines the row with its error; it never stops
-the loop. Processing a row twice is impossible (its status changes in the same transaction as its effects),
-and a message delivered twice is stored once (keyed by Message-ID + body hash, per recipient).
+the loop. A fault that kills the process cannot be caught, so each try is counted (and committed) before it
+starts: a message that stopped the bot MAX_ATTEMPTS times is quarantined unread. Processing a row twice is
+impossible (its status changes in the same transaction as its effects), and a message delivered twice is
+stored once (keyed by Message-ID + body hash, per recipient; its bytes once per transaction).
 """
 
 from __future__ import annotations
