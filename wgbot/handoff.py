@@ -23,6 +23,7 @@ import smtplib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from wgbot.config import Config
@@ -175,6 +176,8 @@ def _connect(cfg: Config) -> tuple[Any, str]:
         path = url[len("sqlite:///"):].split("?")[0]
         if not path.startswith("/"):
             path = str(cfg.resolve(path))
+        if not Path(path).exists():    # never create an empty store by looking into it
+            raise OSError(f"no database at {path}")
         return sqlite3.connect(path, timeout=10), "?"
     if url.startswith("postgresql"):
         import psycopg
