@@ -324,6 +324,8 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(p, key, f"expected a port number 0-65535, got {port}")
     if smtp.max_message_size < 1024:
         raise ConfigError(p, "inbound.smtp.max_message_size", "expected at least 1024 bytes")
+    if cfg.limits.process_seconds <= 0 or cfg.limits.max_rcpts < 1:
+        raise ConfigError(p, "limits", "expected process_seconds above 0 and max_rcpts of at least 1")
     imap = cfg.inbound.imap
     if imap.enabled and not imap.username:
         raise ConfigError(p, "inbound.imap.username", "required when inbound.imap.enabled = true")
