@@ -15,10 +15,12 @@ import threading
 import time
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from wgbot import inbox, outbox
+from wgbot import inbox, outbox, watchdog
 from wgbot.config import Config
+from wgbot.store import InboundMessage
 
 log = logging.getLogger("wgbot.run")
 
@@ -79,6 +81,7 @@ class Runner:
             web = await web_module.start(self.sessions, self.cfg)
         leader_task = asyncio.create_task(self._lead(processed), name="leadership")
         await asyncio.to_thread(deliverer.start)
+        guard = self._watchdog()
         tasks = [asyncio.create_task(self._processing(wake_processing, deliverer), name="processing")]
         log.info("wgbot running (outbound: %s); SIGTERM or Ctrl-C stops it", self._outbound())
         self.ready.set()
@@ -100,8 +103,29 @@ class Runner:
             await asyncio.wait_for(server.wait_closed(), timeout=GRACE_SECONDS)
         if web is not None:
             await web.wait_closed(GRACE_SECONDS)
+        guard.stop()
+        watchdog.install(None)
         log.info("stopped")
         return 0
+
+    def _watchdog(self) -> watchdog.Watchdog:
+        """The time limit on one message's processing: past it the process restarts in place, and the fresh one
+        notes the reason on the row (see wgbot/watchdog.py); the row's attempt count does the rest."""
+        limit = self.cfg.limits.process_seconds
+        note = watchdog.take_note()
+        if note is not None:
+            row_id, reason = note
+            with self.delivery_sessions.begin() as session:
+                session.execute(update(InboundMessage).where(InboundMessage.id == row_id).values(error=reason))
+
+        def expired(row_id: int, seconds: float) -> None:
+            reason = f"processing took over {limit:g} s ([limits] process_seconds); wgbot run restarted to stop it"
+            log.critical("inbound %d: %s", row_id, reason)
+            watchdog.restart_in_place(row_id, reason)
+
+        guard = watchdog.Watchdog(limit, expired).start()
+        watchdog.install(guard)
+        return guard
 
     def _outbound(self) -> str:
         out = self.cfg.outbound

@@ -108,6 +108,8 @@ class LimitsConfig:
     max_received: int = 100
     invitations_per_proposal: int = 10
     invitations_per_day: int = 200
+    process_seconds: float = 120.0   # one message's processing time before `wgbot run` restarts (issue 11 item 5)
+    max_rcpts: int = 50              # RCPT TO per SMTP transaction; more get 452 4.5.3 (RFC 5321 §4.5.3.1.10)
 
 
 @dataclass(frozen=True)
@@ -326,6 +328,8 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(p, key, f"expected a port number 0-65535, got {port}")
     if smtp.max_message_size < 1024:
         raise ConfigError(p, "inbound.smtp.max_message_size", "expected at least 1024 bytes")
+    if cfg.limits.process_seconds <= 0 or cfg.limits.max_rcpts < 1:
+        raise ConfigError(p, "limits", "expected process_seconds above 0 and max_rcpts of at least 1")
     imap = cfg.inbound.imap
     if imap.enabled and not imap.username:
         raise ConfigError(p, "inbound.imap.username", "required when inbound.imap.enabled = true")

@@ -54,4 +54,5 @@ class DeliveryError(WgbotError):
 SMTP_OK = "250 2.0.0 Ok: queued"
 SMTP_UNKNOWN_RECIPIENT = "550 5.1.1 No such recipient here"
 SMTP_TOO_BIG = "552 5.3.4 Message too big for this system"
+SMTP_TOO_MANY_RECIPIENTS = "452 4.5.3 Too many recipients"
 SMTP_OUR_FAULT = "451 4.3.0 Temporary failure, please try again later"

@@ -72,6 +72,12 @@ def _local(address: str) -> str:
     return address.rpartition("@")[0]
 
 
+def responder_address(address: str) -> bool:
+    """Whether `address` is an automatic responder's (RFC 3834 §2: MAILER-DAEMON, -bounces, noreply, ...)."""
+    local = _local(address)
+    return bool(local) and _RESPONDER_LOCALS.match(local) is not None
+
+
 def check(msg: Message, envelope_from: str | None, cfg: Config) -> Verdict:
     """Classify one message. `envelope_from` is the SMTP MAIL FROM ("" for the null sender, None if unknown)."""
     if envelope_from is not None and envelope_from.strip("<> ") == "":

@@ -6,21 +6,29 @@ mail-parser, Jinja2) costs half a second before any work; the running bot has al
 message back to us), the message goes to it over SMTP or LMTP, exactly as an MTA would deliver it: routed at
 RCPT, stored and committed before the 250, which names the stored rows ("queued as 12"). The command then
 waits, on a plain database connection, until the bot has processed those rows and tried the replies, and
-prints the same lines as processing in-process. Only the standard library (and psycopg for PostgreSQL) is
-imported here. Without a running bot, or with `--local`, the command processes the message itself.
+prints the same lines as processing in-process. Anyone can write a banner, so before the message the listener
+proves it is this installation's bot: it answers `XWGBOT nonce` with an HMAC of the nonce keyed with the secret
+kept in the database (`store.secret_key`), which only the bot's user can read. Only the standard library (and
+psycopg for PostgreSQL) is imported here. Without a running bot, or with `--local`, the command processes the
+message itself.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import re
+import secrets
 import smtplib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from wgbot.config import Config
 
+PROOF_COMMAND = "XWGBOT"
 CONNECT_TIMEOUT = 2.0
 WAIT_SECONDS = 60.0       # how long to wait for the bot to process and try the replies before saying so
 _QUEUED_AS = re.compile(r"queued as ([0-9,]+)")
@@ -61,6 +69,28 @@ def from_address(raw: bytes) -> str:
     return found[0] if len(found) == 1 else ""
 
 
+def proof(secret: bytes, nonce: str) -> str:
+    """What the bot's listener answers to `XWGBOT nonce`: an HMAC that only a holder of the secret can give."""
+    return hmac.new(secret, b"wgbot handoff\0" + nonce.encode("ascii", "replace"), hashlib.sha256).hexdigest()
+
+
+def handoff_secret(cfg: Config) -> bytes | None:
+    """The installation's secret, read with a plain connection; None when there is none yet or no store."""
+    try:
+        conn, mark = _connect(cfg)
+    except Exception:
+        return None
+    try:
+        cur = conn.cursor()
+        cur.execute(f"SELECT value FROM settings WHERE key = {mark}", ("hmac_secret",))
+        row = cur.fetchone()
+        return bytes.fromhex(str(row[0])) if row else None
+    except Exception:
+        return None
+    finally:
+        conn.close()
+
+
 @dataclass
 class Submitted:
     ids: list[int]
@@ -71,7 +101,7 @@ class Submitted:
 class Listener:
     """A connection to the running bot's listener."""
 
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, secret: bytes) -> None:
         smtp = cfg.inbound.smtp
         host = "127.0.0.1" if smtp.host in ("", "0.0.0.0", "::") else smtp.host
         self.lmtp = smtp.protocol == "lmtp"
@@ -82,6 +112,11 @@ class Listener:
             self.close()
             raise OSError(f"{host}:{smtp.port} is not a wgbot listener ({code} {banner[:60]!r})")
         self.conn.ehlo_or_helo_if_needed()
+        nonce = secrets.token_hex(16)
+        code, answer = self.conn.docmd(PROOF_COMMAND, nonce)
+        if code != 250 or not hmac.compare_digest(answer.strip(), proof(secret, nonce).encode()):
+            self.close()
+            raise OSError(f"{host}:{smtp.port} says it is wgbot but cannot prove it ({code})")
         self.conn.sock.settimeout(300)  # type: ignore[union-attr]
         self.where = f"{host}:{smtp.port}"
 
@@ -123,8 +158,11 @@ def find_listener(cfg: Config) -> Listener | None:
     """The running bot's listener, or None when no wgbot answers there."""
     if not cfg.inbound.smtp.enabled:
         return None
+    secret = handoff_secret(cfg)
+    if secret is None:      # no bot ever ran on this store: nothing could prove itself
+        return None
     try:
-        return Listener(cfg)
+        return Listener(cfg, secret)
     except (OSError, smtplib.SMTPException):
         return None
 
@@ -138,6 +176,8 @@ def _connect(cfg: Config) -> tuple[Any, str]:
         path = url[len("sqlite:///"):].split("?")[0]
         if not path.startswith("/"):
             path = str(cfg.resolve(path))
+        if not Path(path).exists():    # never create an empty store by looking into it
+            raise OSError(f"no database at {path}")
         return sqlite3.connect(path, timeout=10), "?"
     if url.startswith("postgresql"):
         import psycopg

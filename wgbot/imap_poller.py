@@ -184,6 +184,11 @@ class Poller:
         with self.sessions.begin() as session:
             exists = inbox.group_exists(session)
             ours = [r for r in recipients if route(r, self.cfg, exists) is not None]
+            cap = self.cfg.limits.max_rcpts
+            if len(ours) > cap:   # as the listener's 452 beyond max_rcpts: one message causes at most this much
+                log.warning("IMAP message %d names %d of our addresses; only the first %d are taken", uid, len(ours),
+                            cap)
+                ours = ours[:cap]
             ids = inbox.accept(session, raw, ours or [self.cfg.network.bot_address], envelope_sender(raw),
                                _now(), source="imap")
         inbox.process_pending(self.sessions, self.cfg, _now, ids=ids)

@@ -2,8 +2,10 @@
 rows into effects: parse → gate → route → dispatch, in ONE transaction per message.
 
 A fault while processing rolls that transaction back and quarantines the row with its error; it never stops
-the loop. Processing a row twice is impossible (its status changes in the same transaction as its effects),
-and a message delivered twice is stored once (keyed by Message-ID + body hash, per recipient).
+the loop. A fault that kills the process cannot be caught, so each try is counted (and committed) before it
+starts: a message that stopped the bot MAX_ATTEMPTS times is quarantined unread. Processing a row twice is
+impossible (its status changes in the same transaction as its effects), and a message delivered twice is
+stored once (keyed by Message-ID + body hash, per recipient; its bytes once per transaction).
 """
 
 from __future__ import annotations
@@ -18,11 +20,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from wgbot import answers, commands, gate
+from wgbot import answers, commands, gate, watchdog
 from wgbot.config import Config
 from wgbot.errors import MessageRefused
 from wgbot.outbox import allow_caused, allow_reply, enqueue
@@ -30,6 +32,7 @@ from wgbot.parse import Caps, Message, check_caps, clean_header_text, parse, par
 from wgbot.render import compose
 from wgbot.route import Destination, Kind, mask_token, route
 from wgbot.store import Group, InboundMessage, InboundStatus, audit, prepared
+from wgbot.unreadable import answer_unreadable
 
 log = logging.getLogger("wgbot.inbox")
 
@@ -60,7 +63,8 @@ def group_exists(session: Session) -> Callable[[str], bool]:
 
 def accept(session: Session | Connection, raw: bytes, recipients: Iterable[str], envelope_from: str | None,
            now: dt.datetime, source: str = "smtp") -> list[int]:
-    """Store `raw` once per recipient (idempotently) and flush; the caller commits, then acknowledges.
+    """Store `raw` with one row per recipient, its bytes once (idempotently), and flush; the caller commits,
+    then acknowledges.
 
     `envelope_from` None means unknown (the From address stands in); "" or "<>" is the null sender, stored
     as "<>". Returns the ids of the rows stored, new or already there."""
@@ -70,12 +74,14 @@ def accept(session: Session | Connection, raw: bytes, recipients: Iterable[str],
     m = re.search(rb"(?im)^message-id:[ \t]*(<[^>\r\n]{1,900}>)", head)
     msgid = m.group(1).decode("ascii", "replace") if m else ""
     ids: list[int] = []
+    holder: int | None = None    # the row that holds the bytes; the other recipients' rows refer to it
     # A live confirmation or approval token is stored (and so logged) only as its hash, which routes the same.
-    for rcpt in dict.fromkeys(mask_token(r.strip()) for r in recipients):
+    for rcpt in _distinct(mask_token(r.strip()) for r in recipients):
         # One statement: a retry of a message already stored (or a concurrent accept of it) inserts nothing.
         new_id = session.execute(prepared(session, _store_once), {
             "dedupe_hash": digest, "recipient": rcpt, "envelope_from": stored_from, "source": source,
-            "message_id": msgid[:998], "raw": raw, "received_at": now}).scalar()
+            "message_id": msgid[:998], "raw": raw if holder is None else b"", "raw_of": holder,
+            "received_at": now}).scalar()
         if new_id is None:
             existing = session.scalar(select(InboundMessage.id).where(InboundMessage.dedupe_hash == digest,
                                                                       InboundMessage.recipient == rcpt))
@@ -84,12 +90,23 @@ def accept(session: Session | Connection, raw: bytes, recipients: Iterable[str],
                 ids.append(existing)
             continue
         ids.append(int(new_id))
+        holder = int(new_id) if holder is None else holder
     return ids
+
+
+def _distinct(recipients: Iterable[str]) -> list[str]:
+    """Recipients as route() tells them apart: `grp@`, `GRP@` and `Grp@domain.` are one address, so one message
+    to all of them is one row (and one moderation request), not one per spelling."""
+    seen: dict[str, str] = {}
+    for rcpt in recipients:
+        rcpt = rcpt.strip()
+        seen.setdefault(rcpt.strip("<>").lower().rstrip("."), rcpt)
+    return list(seen.values())
 
 
 def _store_once(dialect_insert: Any) -> Any:
     table: Any = InboundMessage.__table__
-    names = ("dedupe_hash", "recipient", "envelope_from", "source", "message_id", "raw", "received_at")
+    names = ("dedupe_hash", "recipient", "envelope_from", "source", "message_id", "raw", "raw_of", "received_at")
     return (dialect_insert(table)
             .values(**{n: bindparam(n) for n in names}, status=InboundStatus.PENDING.value, attempts=0, outcome="",
                     error="")
@@ -244,6 +261,8 @@ def _answer_refused(session: Session, cfg: Config, row: Stored, reason: str, now
     """Tell the sender why their message could not be read, where that is safe (its headers pass the gate)."""
     head = parse_headers(row.raw, caps_for(cfg))
     if head is None:
+        if route(row.recipient, cfg, group_exists(session)) is not None:
+            answer_unreadable(session, cfg, row.raw, row.envelope_from, reason, row.id, now)
         return
     envelope = _envelope(row)
     if gate.check(head, envelope if envelope is not None else head.sender, cfg).automated:
@@ -259,8 +278,19 @@ def _answer_refused(session: Session, cfg: Config, row: Stored, reason: str, now
 
 def _claim_inbound(_insert: Any) -> Any:
     t: Any = InboundMessage.__table__
+    # The attempt is counted by the claim itself and committed before processing starts: a message that kills
+    # the process (a crash, an out-of-memory kill, the watchdog's time limit) has its tries on record.
     return (update(t).where(t.c.id == bindparam("b_id"), t.c.status == InboundStatus.PENDING.value)
-            .values(processed_at=bindparam("b_now")).returning(t.c.id, t.c.raw, t.c.recipient, t.c.envelope_from))
+            .values(processed_at=bindparam("b_now"), attempts=t.c.attempts + 1)
+            .returning(t.c.id, t.c.raw, t.c.recipient, t.c.envelope_from, t.c.attempts, t.c.error, t.c.raw_of))
+
+
+def _hold_inbound(_insert: Any) -> Any:
+    t: Any = InboundMessage.__table__
+    # The lock for the processing transaction: the row is still pending and no other processor claimed it since.
+    return (update(t).where(t.c.id == bindparam("b_id"), t.c.status == InboundStatus.PENDING.value,
+                            t.c.attempts == bindparam("b_attempts"))
+            .values(processed_at=bindparam("b_now")).returning(t.c.id))
 
 
 def _finish_inbound(_insert: Any) -> Any:
@@ -269,48 +299,75 @@ def _finish_inbound(_insert: Any) -> Any:
                                                                outcome=bindparam("b_outcome"))
 
 
+def _claim(session: Session, row_id: int, now: dt.datetime) -> tuple[Stored, int, str] | None:
+    """Count one attempt at `row_id` and commit it; None if the row is no longer pending.
+
+    The commit waits for no fsync: processing sessions are not durable with SQLite (store._sqlite_pragmas) and
+    PostgreSQL is told so for this transaction. A killed process leaves the count in the database's hands; only
+    a power cut could lose it, which costs one more try of the message."""
+    with session.begin():
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text("SET LOCAL synchronous_commit TO OFF"))
+        claimed = session.execute(prepared(session, _claim_inbound), {"b_id": row_id, "b_now": now}).first()
+        if claimed is None:
+            return None
+        row_id, raw, recipient, envelope_from, attempts, error, raw_of = claimed
+        if raw_of is not None:   # another recipient's row holds the bytes of this message
+            t: Any = InboundMessage.__table__
+            raw = session.scalar(select(t.c.raw).where(t.c.id == raw_of)) or raw
+    return Stored(row_id, raw, recipient, envelope_from), int(attempts), str(error or "")
+
+
+def _quarantine_poison(session: Session, row: Stored, attempts: int, error: str, now: dt.datetime) -> Outcome:
+    """A message whose earlier tries never finished is set aside unread (Mailman shunts it the same way)."""
+    why = error or "the process stopped while processing it (a crash or an out-of-memory kill)"
+    reason = f"processing did not finish in {attempts - 1} attempts; last: {why}"
+    session.execute(update(InboundMessage).where(InboundMessage.id == row.id).values(
+        status=InboundStatus.QUARANTINED.value, outcome=f"quarantined: {reason}"[:200], error=reason))
+    audit(session, now, "wgbot", "quarantine", detail_inbound=row.id, reason=reason[:500])
+    log.error("inbound %d: quarantined as a poison message: %s", row.id, reason)
+    return Outcome(InboundStatus.QUARANTINED.value, reason, [])
+
+
+def _process_claimed(session: Session, cfg: Config, row: Stored, attempts: int, error: str,
+                     now: dt.datetime) -> Outcome | None:
+    """The processing transaction of a claimed row (the caller handles a fault)."""
+    with session.begin():
+        # Take the row's lock: PostgreSQL's row lock or SQLite's write lock, so a second processor (the IMAP
+        # poller beside the listener's worker, or another process) that claimed it after us finds it gone.
+        if session.execute(prepared(session, _hold_inbound),
+                           {"b_id": row.id, "b_now": now, "b_attempts": attempts}).first() is None:
+            return None
+        if attempts > MAX_ATTEMPTS:
+            return _quarantine_poison(session, row, attempts, error, now)
+        with watchdog.watching(row.id):
+            result = _handle(session, cfg, row, now)
+        session.execute(prepared(session, _finish_inbound), {"b_id": row.id, "b_status": result.status,
+                                                             "b_outcome": result.outcome[:200]})
+        if result.status == InboundStatus.QUARANTINED.value:
+            session.execute(update(InboundMessage).where(InboundMessage.id == row.id)
+                            .values(error=result.outcome))
+            audit(session, now, "wgbot", "quarantine", detail_inbound=row.id, reason=result.outcome)
+    return result
+
+
 def process_one(sessions: sessionmaker[Session], cfg: Config, row_id: int, now: dt.datetime) -> Outcome | None:
     """Process one stored row in one transaction; on a fault, quarantine it. None if it was already done."""
     started = time.monotonic()
     session = sessions()
+    sender, rcpt = "-", "-"
     try:
-        with session.begin():
-            # Claim the row first: the UPDATE takes PostgreSQL's row lock or SQLite's write lock, so a second
-            # processor (the IMAP poller beside the listener's worker, or another process) waits here and then
-            # finds the row no longer pending.
-            # The claim returns what processing needs (Core, prepared: it runs for every message).
-            claimed = session.execute(prepared(session, _claim_inbound), {"b_id": row_id, "b_now": now}).first()
-            if claimed is None:
-                return None
-            row = Stored(*claimed)
-            sender, rcpt = row.envelope_from or "-", row.recipient
-            result = _handle(session, cfg, row, now)
-            session.execute(prepared(session, _finish_inbound), {"b_id": row_id, "b_status": result.status,
-                                                                 "b_outcome": result.outcome[:200]})
-            if result.status == InboundStatus.QUARANTINED.value:
-                session.execute(update(InboundMessage).where(InboundMessage.id == row_id)
-                                .values(error=result.outcome))
-                audit(session, now, "wgbot", "quarantine", detail_inbound=row_id, reason=result.outcome)
+        claimed = _claim(session, row_id, now)
+        if claimed is None:
+            return None
+        row, attempts, error = claimed
+        sender, rcpt = row.envelope_from or "-", row.recipient
+        result = _process_claimed(session, cfg, row, attempts, error, now)
+        if result is None:
+            return None
     except Exception as exc:
         session.rollback()
-        reason = str(exc) if isinstance(exc, MessageRefused) else f"{type(exc).__name__}: {exc}"
-        detail = reason if isinstance(exc, MessageRefused) else traceback.format_exc(limit=8)
-        with session.begin():
-            stored = session.get(InboundMessage, row_id)
-            assert stored is not None
-            sender, rcpt = stored.envelope_from or "-", stored.recipient
-            stored.status = InboundStatus.QUARANTINED.value
-            stored.outcome = f"quarantined: {reason}"[:200]
-            stored.error = detail
-            stored.attempts += 1
-            stored.processed_at = now
-            audit(session, now, "wgbot", "quarantine", detail_inbound=stored.id, reason=reason[:500])
-            if isinstance(exc, MessageRefused):
-                _answer_refused(session, cfg, Stored(stored.id, stored.raw, stored.recipient, stored.envelope_from),
-                                reason, now)
-        result = Outcome(InboundStatus.QUARANTINED.value, reason, [])
-        if not isinstance(exc, MessageRefused):
-            log.error("inbound %d: fault while processing, quarantined: %s", row_id, reason, exc_info=exc)
+        result = _quarantine_fault(session, cfg, row_id, exc, now)
     finally:
         queued_mail = bool(session.info.get("queued_mail"))
         session.close()
@@ -318,6 +375,27 @@ def process_one(sessions: sessionmaker[Session], cfg: Config, row_id: int, now: 
     elapsed = (time.monotonic() - started) * 1000
     log.info("inbound %d from=%s to=%s %s: %s (%.0f ms)", row_id, sender, rcpt, result.status, result.outcome, elapsed)
     return result
+
+
+def _quarantine_fault(session: Session, cfg: Config, row_id: int, exc: Exception, now: dt.datetime) -> Outcome:
+    """Quarantine a row whose processing raised; a refusal (not a fault of ours) is explained to its sender."""
+    refused = isinstance(exc, MessageRefused)
+    reason = str(exc) if refused else f"{type(exc).__name__}: {exc}"
+    detail = reason if refused else traceback.format_exc(limit=8)
+    with session.begin():
+        stored = session.get(InboundMessage, row_id)
+        assert stored is not None
+        stored.status = InboundStatus.QUARANTINED.value
+        stored.outcome = f"quarantined: {reason}"[:200]
+        stored.error = detail
+        stored.processed_at = now
+        audit(session, now, "wgbot", "quarantine", detail_inbound=stored.id, reason=reason[:500])
+        if refused:
+            _answer_refused(session, cfg, Stored(stored.id, stored.raw, stored.recipient, stored.envelope_from),
+                            reason, now)
+    if not refused:
+        log.error("inbound %d: fault while processing, quarantined: %s", row_id, reason, exc_info=exc)
+    return Outcome(InboundStatus.QUARANTINED.value, reason, [])
 
 
 def pending_ids(sessions: sessionmaker[Session], limit: int = 1000) -> list[int]:
@@ -357,5 +435,6 @@ def requeue(sessions: sessionmaker[Session], row_ids: Iterable[int]) -> int:
             row = session.get(InboundMessage, row_id)
             if row is not None and row.status == InboundStatus.QUARANTINED.value:
                 row.status = InboundStatus.PENDING.value
+                row.attempts = 0    # the operator asks for fresh tries (a poison message gets MAX_ATTEMPTS again)
                 count += 1
     return count

@@ -7,12 +7,14 @@ Members are read in keyset-paged batches, so a 100,000-member list never needs 1
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import email
 import email.policy
 import fnmatch
 import hashlib
 import hmac
+import re
 from collections.abc import Iterator
 from email.charset import QP, Charset
 from email.header import Header
@@ -29,6 +31,7 @@ from wgbot import archive
 from wgbot.bounces import verp_address
 from wgbot.commands import Context
 from wgbot.config import Config
+from wgbot.mimesafe import message_id_for, reencode_headers, transport_safe
 from wgbot.outbox import allow_reply, enqueue, enqueue_raw, note_queued
 from wgbot.parse import Message, clean_header_text
 from wgbot.render import compose, render_fragment
@@ -50,9 +53,10 @@ from wgbot.store import (
     secret_key,
 )
 
-# Headers a list replaces or removes on its copy (mail-safety.md §2.2: only the list sets List-Id).
+# Headers a list replaces or removes on its copy (mail-safety.md §2.2: only the list sets List-Id). Another list's
+# X-BeenThere stays: it is how that list sees its own post come back through us (issue 11 item 8).
 _STRIP = ("list-id", "list-post", "list-help", "list-subscribe", "list-unsubscribe", "list-unsubscribe-post",
-          "list-archive", "list-owner", "precedence", "x-beenthere", "return-path", "delivered-to",
+          "list-archive", "list-owner", "precedence", "return-path", "delivered-to",
           "x-original-to", "errors-to", "x-loop")
 _CONTENT = ("content-type", "content-transfer-encoding", "content-disposition", "content-description",
             "content-id", "mime-version")
@@ -118,7 +122,11 @@ def _split_container(msg: StdMessage) -> tuple[StdMessage, StdMessage]:
             continue
         for value in msg.get_all(name, []):
             inner[name] = value
-    inner.set_payload(msg.get_payload())
+    cte = str(msg.get("content-transfer-encoding", "")).strip().lower()
+    # The content's bytes as they came, in their transfer encoding: get_payload() would give 8-bit text decoded
+    # (an HTML-only post in 8-bit UTF-8 then failed to serialise with UnicodeEncodeError).
+    identity = cte in ("", "7bit", "8bit", "binary") and not msg.is_multipart()
+    inner.set_payload(msg.get_payload(decode=True) if identity else msg.get_payload())
     outer = MIMEMultipart("mixed")
     del outer["MIME-Version"]
     for name, value in msg.items():
@@ -161,6 +169,12 @@ def prefixed(subject: str, slug: str) -> str:
     return subject if tag in subject.lower() else f"{tag} {subject}".strip()
 
 
+def _raw_value(msg: StdMessage, name: str) -> str:
+    """A header's value as it came (get() turns undeclared 8-bit text into an unknown-8bit Header that cannot be
+    re-encoded any more)."""
+    return next((str(v) for n, v in msg.raw_items() if n.lower() == name.lower()), "")
+
+
 def build_copy(cfg: Config, group: Group, raw: bytes, msg: Message, poster_name: str = "") -> bytes:
     """The list copy of a post, shared by every recipient."""
     original = email.message_from_bytes(raw, policy=_COMPAT)
@@ -178,25 +192,32 @@ def build_copy(cfg: Config, group: Group, raw: bytes, msg: Message, poster_name:
         for header in ("To", "Cc", "Date", "Message-ID", "In-Reply-To", "References"):
             for value in original.get_all(header, []):
                 outer[header] = value
-        outer["Reply-To"] = original.get("From", msg.sender)
+        outer["Reply-To"] = _raw_value(original, "From") or msg.sender
         _set(outer, "Subject", _header(prefixed(msg.subject, group.slug)))
         intro = MIMEText(footer + "\n", "plain", "utf-8" if not footer.isascii() else "us-ascii")
         outer.attach(intro)
         wrapped = email.message_from_bytes(b"", policy=_COMPAT)
         wrapped["Content-Type"] = "message/rfc822"
         wrapped["Content-Disposition"] = "inline"
-        wrapped.set_payload([email.message_from_bytes(raw, policy=_COMPAT)])
+        original_copy = email.message_from_bytes(raw, policy=_COMPAT)
+        reencode_headers(original_copy)
+        wrapped.set_payload([original_copy])
         outer.attach(wrapped)
         copy: StdMessage = outer
     else:
         if policy == "munge":
             if not original.get("Reply-To"):
-                original["Reply-To"] = original.get("From", msg.sender)
+                original["Reply-To"] = _raw_value(original, "From") or msg.sender
             _set(original, "From", via)
         _set(original, "Subject", _header(prefixed(msg.subject, group.slug)))
         copy = add_footer(original, footer)
     for header_name, header_value in list_headers(cfg, group):
-        _set(copy, header_name, header_value)
+        if header_name == "X-BeenThere":
+            copy[header_name] = header_value  # type: ignore[assignment]  # added below the others, never replacing
+        else:
+            _set(copy, header_name, header_value)
+    reencode_headers(copy)
+    transport_safe(copy)
     return copy.as_bytes(policy=_COMPAT)
 
 
@@ -273,6 +294,10 @@ def fan_out(session: Session, cfg: Config, group: Group, copy: bytes, message_id
 
 def distribute(ctx: Context, group: Group, raw: bytes, msg: Message, inbound_id: int | None) -> int:
     """Archive a post and queue its list copy for every regular member."""
+    if not msg.message_id:   # the archive, the copies and replies to them need one to thread by
+        message_id = message_id_for(raw, ctx.cfg.network.list_domain)
+        raw = f"Message-ID: {message_id}\r\n".encode() + raw
+        msg = dataclasses.replace(msg, message_id=message_id)
     post = Post(group_id=group.id, message_id=msg.message_id, sender=msg.sender, subject=msg.subject[:998], raw=raw,
                 posted_at=ctx.now)
     ctx.session.add(post)
@@ -311,12 +336,28 @@ def hold_reason(ctx: Context, group: Group, raw: bytes) -> str:
     return ""
 
 
+def looped(ctx: Context, group: Group) -> str:
+    """Why a post has already been through one of our lists, or "". Any marker we add counts (X-BeenThere and
+    X-Loop naming an address of ours, our List-Id), and, since a list or forwarder between two of ours may strip
+    those, a Message-ID this list already distributed."""
+    domain = ctx.cfg.network.list_domain.lower()
+    for value in ctx.msg.all("x-beenthere") + ctx.msg.all("x-loop"):
+        if "@" + domain in value.lower():
+            return f"it has already been through {clean_header_text(value, 80)}"
+    if any(re.search(rf"\.{re.escape(domain)}\s*>?\s*$", v.lower()) for v in ctx.msg.all("list-id")):
+        return "it carries one of our List-Ids"
+    if ctx.msg.message_id and ctx.session.scalar(select(Post.id).where(
+            Post.group_id == group.id, Post.message_id == ctx.msg.message_id).limit(1)) is not None:
+        return f"{group.slug} already distributed {clean_header_text(ctx.msg.message_id, 80)}"
+    return ""
+
+
 def receive_post(ctx: Context, group: Group, raw: bytes, inbound_id: int) -> tuple[str, str]:
     """A message to SLUG@: (status, outcome). Loops and automated mail are dropped; others sent or held."""
     msg = ctx.msg
-    ours = list_address(ctx.cfg, group).lower()
-    if any(ours in v.lower() for v in msg.all("x-beenthere")) or list_id(ctx.cfg, group) in msg.header("list-id"):
-        return "ignored", "loop: the post has already been through this list"
+    loop = looped(ctx, group)
+    if loop:
+        return "ignored", f"loop: {loop}"
     auto = msg.header("auto-submitted").split(";")[0].strip().lower()
     if auto and auto != "no":
         return "ignored", f"automated mail (Auto-Submitted: {auto}) is not posted"

@@ -8,6 +8,7 @@ turned into MessageRefused here, once. It decides nothing about what the message
 from __future__ import annotations
 
 import html
+import logging
 import re
 import types
 import unicodedata
@@ -18,6 +19,8 @@ from email.message import Message as StdMessage
 from typing import Any
 
 from wgbot.errors import MessageRefused
+
+log = logging.getLogger("wgbot.parse")
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ _CHARSET_OK = re.compile(
 _TEXT_ENCODINGS = {"", "7bit", "8bit", "quoted-printable", "base64"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200b-\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
 _HEADER_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_FOLD = re.compile(r"\r?\n(?=[ \t])")
 _BLOCK_TAGS = re.compile(r"<\s*(br|/p|p|/div|div|/li|li|/tr|tr|/h[1-6]|hr|/blockquote|blockquote)\b[^>]*>", re.I)
 
 
@@ -134,7 +138,8 @@ def _header_values(msg: StdMessage, name: str) -> tuple[str, ...]:
     for key, value in msg.raw_items():
         if key.lower() != name:
             continue
-        text = str(value)
+        # Unfold first (RFC 5322 §2.2.3): a long display name folded onto a second line is one value.
+        text = _FOLD.sub("", str(value))
         if any("\udc80" <= c <= "\udcff" for c in text):
             text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
         out.append(text)
@@ -158,7 +163,7 @@ def _sender(msg: StdMessage) -> tuple[str, str]:
     except RecursionError:
         raise MessageRefused("From header nests too deeply to be read") from None
     except Exception as exc:  # the stdlib header parser has raised IndexError/ValueError on odd input
-        raise MessageRefused(f"From header cannot be read: {type(exc).__name__}") from exc
+        raise MessageRefused("From header cannot be read as an address (RFC 5322 §3.4)") from exc
     if len(addresses) != 1:
         raise MessageRefused(f"From header holds {len(addresses)} mailboxes; exactly one is required")
     if any("invalid" in str(d).lower() for d in defects):
@@ -291,19 +296,35 @@ def _msgid(value: str) -> str:
     return m.group(0) if m else ""
 
 
-def parse(raw: bytes, caps: Caps | None = None) -> Message:
-    """Parse raw RFC 5322 bytes into a Message, or raise MessageRefused saying why not."""
+def _structure(raw: bytes) -> StdMessage:
+    """The message's MIME tree: mail-parser's, else the standard `email` parser's (mail-parser has crashed on
+    broken or repeated boundaries); the refusal never shows a parser's own error text to the sender."""
+    import email
+
     import mailparser
 
-    caps = caps or Caps()
-    check_caps(raw, caps)
     try:
-        parsed = mailparser.parse_from_bytes(raw)
-        std: StdMessage = parsed.message
+        parsed: StdMessage = mailparser.parse_from_bytes(raw).message
+        return parsed
     except RecursionError:
         raise MessageRefused("message nests too deeply to be parsed") from None
     except Exception as exc:
-        raise MessageRefused(f"message cannot be parsed: {type(exc).__name__}: {exc}"[:300]) from exc
+        log.warning("mail-parser failed (%s: %s); reading the message with the standard email parser",
+                    type(exc).__name__, exc)
+    try:
+        return email.message_from_bytes(raw, policy=email_policy.compat32)
+    except RecursionError:
+        raise MessageRefused("message nests too deeply to be parsed") from None
+    except Exception as exc:
+        log.warning("the standard email parser failed too: %s: %s", type(exc).__name__, exc)
+        raise MessageRefused("its MIME structure (RFC 2045, RFC 2046) could not be read") from exc
+
+
+def parse(raw: bytes, caps: Caps | None = None) -> Message:
+    """Parse raw RFC 5322 bytes into a Message, or raise MessageRefused saying why not."""
+    caps = caps or Caps()
+    check_caps(raw, caps)
+    std = _structure(raw)
     notes: list[str] = [type(d).__name__ for d in getattr(std, "defects", [])]
     sender, display = _sender(std)
     subjects = _header_values(std, "subject")

@@ -19,14 +19,16 @@ from collections.abc import Callable
 from typing import Any, AnyStr
 
 from aiosmtpd.lmtp import LMTP
-from aiosmtpd.smtp import SMTP, Envelope
+from aiosmtpd.smtp import SMTP, Envelope, syntax
 from aiosmtpd.smtp import Session as SmtpSession
 from sqlalchemy.orm import Session, sessionmaker
 
 from wgbot import inbox
 from wgbot.config import Config
-from wgbot.errors import SMTP_OK, SMTP_OUR_FAULT, SMTP_TOO_BIG, SMTP_UNKNOWN_RECIPIENT
+from wgbot.errors import SMTP_OK, SMTP_OUR_FAULT, SMTP_TOO_BIG, SMTP_TOO_MANY_RECIPIENTS, SMTP_UNKNOWN_RECIPIENT
+from wgbot.handoff import PROOF_COMMAND, proof
 from wgbot.route import route
+from wgbot.store import secret_key
 
 log = logging.getLogger("wgbot.smtp")
 
@@ -83,6 +85,11 @@ class Handler:
         self.lmtp = lmtp
         self.on_accepted = on_accepted
         self.writer = GroupCommit(sessions, "lmtp" if lmtp else "smtp")
+        self._secret: bytes | None = None
+        try:    # made now, so that `wgbot process` finds it while the bot runs
+            self.handoff_secret()
+        except Exception:
+            log.warning("the hand-off secret could not be read yet; `wgbot process` works locally until it is")
 
     def _is_ours_without_store(self, address: str) -> bool | None:
         """The bot's own addresses (commands, confirmations, approvals) need no query: answered here, on the
@@ -95,6 +102,13 @@ class Handler:
             return route(address, self.cfg, ask) is not None
         except LookupError:
             return None
+
+    def handoff_secret(self) -> bytes:
+        """The installation's secret, read once (created on first use), for `XWGBOT` (see wgbot/handoff.py)."""
+        if self._secret is None:
+            with self.sessions.begin() as session:
+                self._secret = secret_key(session)
+        return self._secret
 
     def _is_ours(self, address: str) -> bool:
         with self.sessions() as session:
@@ -112,6 +126,11 @@ class Handler:
         if not ours:
             log.info("RCPT %s refused: not one of our addresses", address)
             return SMTP_UNKNOWN_RECIPIENT
+        if len(envelope.rcpt_tos) >= self.cfg.limits.max_rcpts:
+            # One message to hundreds of our addresses would be stored and processed once each: the client sends
+            # the rest in another transaction (RFC 5321 §4.5.3.1.10; every MTA does on 452).
+            log.info("RCPT %s deferred: %d recipients in this transaction already", address, len(envelope.rcpt_tos))
+            return SMTP_TOO_MANY_RECIPIENTS
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 Ok"
 
@@ -140,6 +159,7 @@ def _reply(status: str) -> str:
 
 
 _ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_NONCE = re.compile(r"[0-9a-f]{16,128}")
 _PLAIN_PATH = re.compile(rf"\s*<({_ATEXT}(?:\.{_ATEXT})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*)>(.*)\Z", re.DOTALL)
 
 
@@ -149,6 +169,28 @@ class _Fast:
     anything else (quoted local parts, `<>`, source routes) still goes the careful way."""
 
     local_part_limit: int
+    line_length_limit: int
+    event_handler: Handler
+
+    def __init__(self, *args: Any, max_line: int = 1001, **kwargs: Any) -> None:
+        # aiosmtpd answers a DATA line over 1,001 octets with 500 and drops the message. Real mail has such
+        # lines (RFC 5322 §2.1.1 is broken every day); the size limit bounds them, and parsing decides.
+        self.line_length_limit = max_line
+        super().__init__(*args, **kwargs)
+
+    @syntax(f"{PROOF_COMMAND} nonce")
+    async def smtp_XWGBOT(self, arg: str) -> None:
+        """`wgbot process` asks the listener to prove it is this installation's bot before it hands mail over."""
+        if not _NONCE.fullmatch(arg.strip()):
+            await self.push("501 5.5.4 Syntax: XWGBOT nonce (16 to 128 hex digits)")
+            return
+        try:
+            secret = await asyncio.to_thread(self.event_handler.handoff_secret)
+        except Exception:
+            log.exception("XWGBOT: store unavailable")
+            await self.push(SMTP_OUR_FAULT)
+            return
+        await self.push(f"250 {proof(secret, arg.strip())}")
 
     async def push(self, status: AnyStr) -> None:
         await super().push(_reply(status) if isinstance(status, str) else status)  # type: ignore[misc]
@@ -195,5 +237,5 @@ def server_factory(cfg: Config, handler: Handler) -> Callable[[], SMTP]:
     cls = WgbotLMTP if smtp.protocol == "lmtp" else WgbotSMTP
 
     def factory() -> SMTP:
-        return cls(handler, **kwargs)
+        return cls(handler, max_line=smtp.max_message_size + 2, **kwargs)
     return factory

@@ -35,7 +35,7 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.engine import Connection, Dialect, Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, object_session, relationship, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 NAMING = {
@@ -193,13 +193,31 @@ class InboundMessage(Base):
     envelope_from: Mapped[str] = mapped_column(String(320), default="")
     source: Mapped[str] = mapped_column(String(16), default="cli")
     message_id: Mapped[str] = mapped_column(String(998), default="")
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    # One message to many of our addresses is stored once: the first recipient's row holds the bytes, the others
+    # name it in raw_of and hold none (issue 11 item 8: a message to hundreds of recipients was stored hundreds
+    # of times). Read `raw`, which follows the reference.
+    raw_bytes: Mapped[bytes] = mapped_column("raw", LargeBinary)
+    raw_of: Mapped[int | None] = mapped_column(Integer, nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=InboundStatus.PENDING.value)
     outcome: Mapped[str] = mapped_column(String(200), default="")
     error: Mapped[str] = mapped_column(Text, default="")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
     processed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    @property
+    def raw(self) -> bytes:
+        """The message's bytes, wherever they are stored."""
+        if self.raw_of is None:
+            return self.raw_bytes
+        session = object_session(self)
+        holder = session.get(InboundMessage, self.raw_of) if session is not None else None
+        return holder.raw_bytes if holder is not None else self.raw_bytes
+
+    @raw.setter
+    def raw(self, value: bytes) -> None:
+        self.raw_bytes = value
+        self.raw_of = None
 
 
 class OutgoingMessage(Base):
@@ -275,7 +293,8 @@ class Post(Base):
     """A post accepted to a group's list: the archive, and the source of digests."""
 
     __tablename__ = "posts"
-    __table_args__ = (Index("ix_posts_group_posted", "group_id", "posted_at"),)
+    __table_args__ = (Index("ix_posts_group_posted", "group_id", "posted_at"),
+                      Index("ix_posts_group_message", "group_id", "message_id"))   # loop detection
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))

@@ -20,7 +20,8 @@ from wgbot.store import make_engine, make_sessionmaker
 
 class BotProcess:
     def __init__(self, tmp_path: Path, relay_port: int, *, protocol: str = "smtp",
-                 imap: dict[str, object] | None = None, smtp_enabled: bool = True, db_url: str = "") -> None:
+                 imap: dict[str, object] | None = None, smtp_enabled: bool = True, db_url: str = "",
+                 limits: str = "") -> None:
         self.port = free_port()
         self.config = tmp_path / "config.toml"
         self.log = tmp_path / "run.log"
@@ -49,6 +50,7 @@ port = {relay_port}
 replies_per_day = 1000
 [web]
 enabled = false
+{limits}
 """)
         self.engine = make_engine(db_url or f"sqlite:///{tmp_path}/wgbot.sqlite3")
         migrate(self.engine)

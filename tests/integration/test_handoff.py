@@ -11,11 +11,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 from sqlalchemy import select
 
 from tests.helpers import Relay, mail
 from tests.integration.botproc import BotProcess
-from wgbot.store import InboundMessage
+from wgbot.handoff import proof
+from wgbot.store import InboundMessage, secret_key
 
 
 def process(bot: BotProcess, *args: str, stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
@@ -74,11 +77,27 @@ def test_local_processes_in_the_command_itself(bot: BotProcess, relay: Relay) ->
     assert "inbound 1: done" in run.stdout and sources(bot) == ["cli"]
 
 
-def process_beside(bot: BotProcess, handler: object, msgid: str, **server: str) -> subprocess.CompletedProcess[str]:
-    """`wgbot process` of a help request while `handler` (not a real bot) listens on the bot's port."""
-    from aiosmtpd.controller import Controller
+class Proving(SMTP):
+    """An aiosmtpd server that knows the installation's secret, so it passes the hand-off's proof."""
 
-    controller = Controller(handler, hostname="127.0.0.1", port=bot.port, **server)  # type: ignore[arg-type]
+    secret = b""
+
+    async def smtp_XWGBOT(self, arg: str) -> None:
+        await self.push(f"250 {proof(self.secret, arg.strip())}")
+
+
+class ProvingController(Controller):
+    def factory(self) -> SMTP:
+        return Proving(self.handler, **self.SMTP_kwargs)
+
+
+def process_beside(bot: BotProcess, handler: object, msgid: str, secret: bytes | None = None,
+                   **server: str) -> subprocess.CompletedProcess[str]:
+    """`wgbot process` of a help request while `handler` (not a real bot) listens on the bot's port; with
+    `secret` it can prove itself as the bot does."""
+    Proving.secret = secret or b""
+    kind = Controller if secret is None else ProvingController
+    controller = kind(handler, hostname="127.0.0.1", port=bot.port, **server)  # type: ignore[arg-type]
     controller.start()
     try:
         return process(bot, stdin=mail("", subject="help", msgid=msgid))
@@ -108,8 +127,27 @@ def test_a_bot_that_cannot_store_the_message_makes_the_mta_retry(tmp_path: Path,
             return "451 4.3.0 Temporary failure, try again later"
 
     bot = BotProcess(tmp_path, relay.port)
-    run = process_beside(bot, Failing(), "<f1@example.com>", server_hostname="lists.example.org",
+    with bot.sessions.begin() as session:
+        secret = secret_key(session)
+    run = process_beside(bot, Failing(), "<f1@example.com>", secret, server_hostname="lists.example.org",
                          ident="wgbot ESMTP")
     assert run.returncode == 75, run.stderr
     assert "could not take it now (451" in run.stderr and "try again later" in run.stderr
     assert sources(bot) == [] and relay.messages == []
+
+
+def test_a_listener_that_only_says_it_is_wgbot_is_never_used(tmp_path: Path, relay: Relay) -> None:
+    """A local listener with wgbot's very banner (anyone can bind the port while the bot is down) that cannot
+    answer XWGBOT with the HMAC of the installation's secret gets nothing; the command processes the message."""
+    from tests.helpers import Relay as Impostor
+
+    bot = BotProcess(tmp_path, relay.port)
+    with bot.sessions.begin() as session:
+        secret_key(session)                     # a bot ran here before: the secret exists
+    impostor = Impostor("127.0.0.1", bot.port)
+    run = process_beside(bot, impostor, "<i1@example.com>", server_hostname="lists.example.org",
+                         ident="wgbot ESMTP")
+    assert run.returncode == 0, run.stderr
+    assert impostor.messages == [] and "inbound 1: done" in run.stdout
+    assert sources(bot) == ["cli"]
+    assert [m.rcpt_tos for m in relay.messages] == [["alice@example.com"]]

@@ -126,3 +126,18 @@ def test_polling_and_seen_flags_without_idle_or_move(tmp_path: Path, relay: Rela
         assert len(c.search(["SEEN"])) == 2 and c.search(["UNSEEN"]) == []
         assert len(relay.messages) == 2
         c.logout()
+
+
+def test_a_message_naming_many_of_our_addresses_is_capped(tmp_path: Path, relay: Relay, dovecot_server: Any) -> None:
+    """A message in the mailbox whose To names 60 of our addresses is stored for the first [limits] max_rcpts
+    (50) only, as the listener answers 452 beyond them: one message cannot cause hundreds of rows."""
+    user = dovecot_server.take_user()
+    c = client(dovecot_server, user)
+    to = ", ".join(f"wgbot+confirm-{i:030d}@lists.example.org" for i in range(60))
+    c.append("INBOX", b"From: Alice <alice@example.com>\r\nTo: " + to.encode() +
+             b"\r\nSubject: many\r\nMessage-ID: <many@example.com>\r\n\r\nhelp\r\n")
+    with imap_bot(tmp_path, relay, dovecot_server, user) as bot:
+        wait_for(lambda: count(c, "INBOX") == 0, timeout=20)
+        with bot.sessions() as session:
+            assert len(session.scalars(select(InboundMessage.id)).all()) == 50
+    c.logout()
