@@ -48,9 +48,9 @@ transport = "smtp"
 port = {relay_port}
 [limits]
 replies_per_day = 1000
+{limits}
 [web]
 enabled = false
-{limits}
 """)
         self.engine = make_engine(db_url or f"sqlite:///{tmp_path}/wgbot.sqlite3")
         migrate(self.engine)
