@@ -61,6 +61,7 @@ def test_every_template_renders(cfg: Config) -> None:
         "today": date(2026, 11, 23),
         "entries": [{"subject": "Hello", "sender": "a@example.org", "date": "Mon, 23 Nov 2026", "text": "Hi"}],
         "number": 3, "setting": "delivery", "digest": "plain", "size": 10, "limit": 5,
+        "suggestion": "join", "args": ["migrant-inclusion"], "similar": group,
     }
     from datetime import UTC, date, datetime
 
