@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench all                  # everything at the default sizes
     python -m benchmarks.bench fanout --sizes 1000,10000,100000 --runs 3
-    python -m benchmarks.bench commands|import|digest|intake|intake-postfix|startup
+    python -m benchmarks.bench commands|import|digest|intake|intake-postfix|startup|countries
     python -m benchmarks.bench all --smoke          # tiny sizes, one run (what CI may run)
 
 Every figure is a median of --runs runs. Each benchmark prints two baselines measured in the same run on the
@@ -198,10 +198,16 @@ level = "WARNING"
         wait_port(self.port)
 
     def peak_rss_mb(self) -> float:
+        return self._status_mb("VmHWM:")
+
+    def rss_mb(self) -> float:
+        return self._status_mb("VmRSS:")
+
+    def _status_mb(self, field: str) -> float:
         assert self.proc is not None
         with open(f"/proc/{self.proc.pid}/status") as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1]) / 1024
         return 0.0
 
@@ -469,10 +475,36 @@ def bench_startup(sink: Sink, runs: int) -> None:
           f"{median(local):.3f} s processed in the command (--local) | target < 0.3 s")
 
 
+def bench_countries(sink: Sink) -> None:
+    """Memory after resolving country names in every language the table knows: one `join` per name (the
+    `Country:` line of issue 15's `Österreich` raised the bot from 63 to 153 MB for good)."""
+    from wgbot.countries import _endonyms
+
+    names = list(_endonyms())
+    site = Site(sink)
+    try:
+        site.wgbot("group", "create", "Bench Group", "--contact", "chair@example.org")
+        site.start()
+        before = site.rss_mb()
+        messages = [(f"c{i}@people.example", "wgbot@lists.example.org",
+                     (f"From: c{i}@people.example\r\nTo: wgbot@lists.example.org\r\nSubject: join bench-group\r\n"
+                      f"Message-ID: <c{i}.{time.monotonic_ns()}@people.example>\r\n"
+                      f"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+                      f"Organisation: City {i}\r\nCountry: {name}\r\n").encode()) for i, name in enumerate(names)]
+        start = sink.count()
+        send(site.port, messages)
+        sink.wait_for(start + 2 * len(messages))
+        print(f"countries-{len(names)}: wgbot RSS {before:.0f} MB before, {site.rss_mb():.0f} MB after resolving "
+              f"{len(names)} country names in their own languages, peak RSS {site.peak_rss_mb():.0f} MB "
+              f"| target < 100 MB")
+    finally:
+        site.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("which", choices=["all", "fanout", "commands", "import", "digest", "intake",
-                                          "intake-postfix", "startup"])
+                                          "intake-postfix", "startup", "countries"])
     parser.add_argument("--sizes", default="1000,10000", help="member counts for fan-out and import")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run")
@@ -493,6 +525,7 @@ def main() -> None:
         "intake": lambda: bench_intake(sink, intake, runs),
         "intake-postfix": lambda: bench_intake_postfix(sink, intake, runs),
         "startup": lambda: bench_startup(sink, runs),
+        "countries": lambda: bench_countries(sink),
     }
     try:
         for name, job in jobs.items():

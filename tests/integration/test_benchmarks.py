@@ -3,6 +3,7 @@ it checks that every benchmark prints its figures and its baselines, not how fas
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,8 @@ def test_benchmarks_smoke() -> None:
     assert run.returncode == 0, run.stderr[-3000:]
     out = run.stdout
     for name in ("fanout-personalized-100", "fanout-batched-100", "commands-50", "import-100", "digest-20x10",
-                 "intake-lmtp-50-20-sessions", "intake-postfix-50", "startup-help"):
+                 "intake-lmtp-50-20-sessions", "intake-postfix-50", "startup-help", "countries-"):
         assert name in out, f"{name} missing from:\n{out}"
     assert out.count("smtp-source→smtp-sink") >= 4 and out.count("smtplib→smtp-sink") >= 4
+    after = re.search(r"countries-\d+: .* (\d+) MB after resolving", out)
+    assert after is not None and int(after.group(1)) < 100, out
