@@ -223,7 +223,6 @@ def _classify(exc: Exception) -> tuple[bool, str]:
     return False, f"{type(exc).__name__}: {exc}"
 
 
-LEASE = dt.timedelta(minutes=10)
 _HOST = socket.gethostname()[:60]
 
 
@@ -269,7 +268,8 @@ def _claim(sessions: sessionmaker[Session], cfg: Config, now: dt.datetime,
     """Claim up to batch_size due rows for this deliverer and return them, in one UPDATE … RETURNING (Core, and
     prepared once: a claim runs for every wake of a deliverer, and building it cost more than the send)."""
     engine = sessions.kw["bind"]
-    params = {"b_now": now, "b_owner": _owner(), "b_until": now + LEASE, "b_limit": cfg.outbound.batch_size}
+    lease = dt.timedelta(seconds=cfg.outbound.lease_seconds)
+    params = {"b_now": now, "b_owner": _owner(), "b_until": now + lease, "b_limit": cfg.outbound.batch_size}
     with engine.begin() as conn:
         if only is None:
             rows = conn.execute(prepared(conn, _claim_due), params).all()

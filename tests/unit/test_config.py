@@ -86,6 +86,7 @@ def test_bad_values_are_refused(tmp_path: Path) -> None:
         '\n[inbound.smtp]\nprotocol = "http"\n': "inbound.smtp.protocol",
         '\n[digests]\nsend_at = "25:00"\n': "digests.send_at",
         '\n[database]\nurl = "mysql://x"\n': "database.url",
+        '\n[outbound]\nlease_seconds = 0\n': "outbound.lease_seconds",
     }
     for extra, key in cases.items():
         with pytest.raises(ConfigError, match=re.escape(key)):
