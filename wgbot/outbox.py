@@ -446,8 +446,12 @@ def _send_batch(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], 
         link.get()
     except (OSError, smtplib.SMTPException) as exc:
         _, text = _classify(exc)
-        log.warning("relay %s:%s unavailable: %s; %d messages deferred", cfg.outbound.host, cfg.outbound.port,
-                    text, len(batch))
+        if cfg.outbound.transport == "maildir":   # not a relay: say which folder, and the key that names it
+            log.warning("cannot write to the Maildir %s (outbound.maildir): %s; %d messages deferred",
+                        cfg.resolve(cfg.outbound.maildir), text, len(batch))
+        else:
+            log.warning("relay %s:%s unavailable: %s; %d messages deferred", cfg.outbound.host, cfg.outbound.port,
+                        text, len(batch))
         for row in batch:
             _record_failure(sessions, cfg, row.id, row.attempts, row.created_at, text, False, now(), report)
         return
