@@ -68,7 +68,8 @@ def test_request_and_leave_addresses_and_list_help(sessions: S, tmp_path: Path, 
 
 @pytest.mark.parametrize("rules", ["eccar", "ietm", "igf"])
 def test_list_address_from_groups_takes_a_members_post(sessions: S, tmp_path: Path, rules: str) -> None:
-    """The list address `groups` shows (SLUG@, List-Post) distributes a member's post under every rule set."""
+    """The list address `groups` shows (SLUG@, List-Post) distributes a member's post, SLUG-owner@ reaches the
+    contacts and SLUG-comments@ answers outside a comment period (README), under every rule set."""
     cfg = network(tmp_path, rules)
     slug = make_group(sessions, cfg, name=NAME)
     feed(sessions, cfg, mail("groups", msgid="<g@x.org>"))
@@ -78,6 +79,13 @@ def test_list_address_from_groups_takes_a_members_post(sessions: S, tmp_path: Pa
     feed(sessions, cfg, mail("Hello all", subject="Meeting", msgid="<p@x.org>"), to=f"{slug}@lists.example.org")
     copies = [r for r, m in queued(sessions) if str(m["Subject"]).endswith("Meeting")]
     assert "chair@city.example" in copies
+    feed(sessions, cfg, mail("A question", subject="For the chair", msgid="<o@x.org>"),
+         to=f"{slug}-owner@lists.example.org")
+    assert "chair@city.example" in [r for r, m in queued(sessions) if str(m["Subject"]) == "For the chair"]
+    feed(sessions, cfg, mail("My comment", subject="Comment", msgid="<k@x.org>"),
+         to=f"{slug}-comments@lists.example.org")
+    assert any(r == "alice@example.com" and "No comment period is open" in str(m["Subject"])
+               for r, m in queued(sessions))
 
 
 # ------------------------------------------------------------------------------ plain answers
