@@ -51,7 +51,7 @@ def join_group_name(session: Session, spec: Spec, line: Line) -> None:
     args = line.raw.split()[1:] if line.error else line.args
     if len(args) < 2 or (not line.error and find_group(session, args[0]) is not None):
         return
-    for end in range(len(args), 1, -1):
+    for end in range(min(len(args), 12), 1, -1):   # a group's name is a few words, not a paragraph
         if find_group(session, " ".join(args[:end])) is not None:
             line.args = [" ".join(args[:end]), *args[end:]]
             line.error = ""
@@ -82,7 +82,8 @@ def one_letter_off(a: str, b: str) -> bool:
 
 
 def similar_verb(registry: Registry, word: str) -> str:
-    """The command name one letter off `word` (`joni` → `join`), or ''."""
+    """The command name one letter off `word` (`joni` → `join`), or ''. Names shorter than four letters get no
+    suggestion: too many words are one letter off them ("Sent from my iPhone" is not `set`, "And" not `end`)."""
     from wgbot.parse import normalise_word
 
     word = normalise_word(word)
@@ -90,7 +91,7 @@ def similar_verb(registry: Registry, word: str) -> str:
         return ""
     for spec in registry.specs():
         for name in (spec.name, *spec.aliases):
-            if one_letter_off(word, name):
+            if len(name) >= 4 and one_letter_off(word, name):
                 return spec.name
     return ""
 

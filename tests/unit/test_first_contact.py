@@ -137,8 +137,9 @@ def test_verb_and_slug_one_letter_off_get_did_you_mean(sessions: S, cfg: Config)
     assert f'Did you mean "join {slug} digest"?' in last_reply(sessions)
     feed(sessions, cfg, mail("info migrant-inclusion-right", msgid="<i@x.org>"))
     assert f'Did you mean "{slug}" ({NAME})?' in last_reply(sessions)
-    feed(sessions, cfg, mail("Let me know what you think of it", msgid="<p@x.org>"))
-    assert "Did you mean" not in last_reply(sessions)
+    for i, prose in enumerate(("Let me know what you think of it", "Sent from my iPhone", "And you?")):
+        feed(sessions, cfg, mail(prose, msgid=f"<p{i}@x.org>"))
+        assert "Did you mean" not in last_reply(sessions), prose
 
 
 def test_one_letter_off() -> None:
