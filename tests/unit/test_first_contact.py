@@ -157,3 +157,15 @@ def test_refusals_say_it_in_words(sessions: S, tmp_path: Path) -> None:
     feed(sessions, cfg, mail(f"join {slug}", msgid="<j@x.org>"))
     body = body_of(queued(sessions, "reply")[-1][1])
     assert "Organisation:" in body and "Rule:" not in body and "joining." not in body
+
+
+def test_no_template_for_members_shows_a_rule_identifier() -> None:
+    """No template but the approvers' request prints a rule's identifier (`joining.organisation_required`,
+    `deliverables[0]`): members read why in words."""
+    from wgbot.render import template_names
+    from wgbot.resources import data_dir
+
+    for name in template_names():
+        source = (data_dir("templates") / name).read_text()
+        if name != "notices/approval_request.txt":
+            assert "Rule:" not in source and ".rule }}" not in source and "{{ rule }}" not in source, name
