@@ -149,3 +149,6 @@ def test_readme_tour_runs_as_written(site: tuple[Path, str, str], client: str) -
     assert "1 ok, 0 refused" in processed, processed
     alice = next(line.split() for line in members.splitlines() if line.startswith("alice@example.com"))
     assert alice[-3:] == ["AT", "member", "digest"], members
+    told = [p.read_text() for p in (folder / "var/outbox/new").iterdir()]     # "the chair and the office are told"
+    assert {"chair@bologna.example", "office@example.org"} <= {
+        line.split(": ", 1)[1] for text in told for line in text.splitlines() if line.startswith("Delivered-To: ")}
