@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from wgbot.config import Config
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EX_TEMPFAIL = 75   # sysexits.h: the MTA keeps the message and tries again
 log = logging.getLogger("wgbot")
 
 
@@ -235,7 +236,12 @@ def _process_here(args: argparse.Namespace, inputs: list[tuple[str, bytes]]) -> 
     from wgbot.route import route
 
     cfg = load(args)
-    sessions = open_store(cfg)
+    try:
+        sessions = open_store(cfg)
+    except Fail as exc:
+        # An MTA pipe retries on 75 (sysexits EX_TEMPFAIL) but bounces the mail on other codes: a store that
+        # cannot be opened now is our fault, never the sender's.
+        raise Fail(str(exc), EX_TEMPFAIL) from None
     failures = 0
     for name, raw in inputs:
         if not raw.strip():

@@ -40,10 +40,10 @@ def wgbot(config: Path, *args: str, env: dict[str, str] | None = None) -> subpro
                           text=True, timeout=60, env={**os.environ, **(env or {})})
 
 
-def one_line(result: subprocess.CompletedProcess[str], config: Path, key: str, *words: str) -> str:
-    """The command failed with exit code 2 and one line on stderr naming the file and the key."""
+def one_line(result: subprocess.CompletedProcess[str], config: Path, key: str, *words: str, code: int = 2) -> str:
+    """The command failed with exit code 2 (or `code`) and one line on stderr naming the file and the key."""
     err = result.stderr.strip()
-    assert result.returncode == 2, (result.returncode, err)
+    assert result.returncode == code, (result.returncode, err)
     assert "\n" not in err and "Traceback" not in err, err
     assert str(config) in err and key in err, err
     for word in words:
@@ -68,6 +68,16 @@ def test_postgresql_unreachable(tmp_path: Path, command: str) -> None:
     """Nothing listens at database.url's host and port: the line names them and says to start the server."""
     config = write_config(tmp_path, f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test")
     one_line(wgbot(config, command), config, "database.url", "cannot reach PostgreSQL", "start it")
+
+
+def test_process_from_an_mta_pipe_asks_to_retry(tmp_path: Path) -> None:
+    """`wgbot process` (an MTA's pipe) with a store it cannot reach exits 75, EX_TEMPFAIL, so that the MTA keeps
+    the message and tries again instead of bouncing it; still one line."""
+    config = write_config(tmp_path, f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test")
+    result = subprocess.run([sys.executable, "-m", "wgbot", "--config", str(config), "process", "--local",
+                             "--to", "wgbot@lists.example.org"], input=mail("help").decode(), capture_output=True,
+                            text=True, timeout=60)
+    one_line(result, config, "database.url", "cannot reach PostgreSQL", code=75)
 
 
 def test_postgresql_database_missing(tmp_path: Path, pg_ok: bool) -> None:
