@@ -2,7 +2,7 @@
 
     python -m benchmarks.bench all                  # everything at the default sizes
     python -m benchmarks.bench fanout --sizes 1000,10000,100000 --runs 3
-    python -m benchmarks.bench commands|import|digest|intake|intake-postfix|startup|web
+    python -m benchmarks.bench commands|import|digest|intake|intake-postfix|startup|web|countries
     python -m benchmarks.bench all --smoke          # tiny sizes, one run (what CI may run)
 
 Every figure is a median of --runs runs. Each benchmark prints two baselines measured in the same run on the
@@ -201,10 +201,16 @@ port = {self.web_port}
         wait_port(self.port)
 
     def peak_rss_mb(self) -> float:
+        return self._status_mb("VmHWM:")
+
+    def rss_mb(self) -> float:
+        return self._status_mb("VmRSS:")
+
+    def _status_mb(self, field: str) -> float:
         assert self.proc is not None
         with open(f"/proc/{self.proc.pid}/status") as fh:
             for line in fh:
-                if line.startswith("VmHWM:"):
+                if line.startswith(field):
                     return int(line.split()[1]) / 1024
         return 0.0
 
@@ -442,12 +448,13 @@ def bench_intake_postfix(sink: Sink, n: int, runs: int) -> None:
           f"target >= 500 messages/s")
 
 
-def bench_startup(sink: Sink, runs: int) -> None:
+def bench_startup(sink: Sink, runs: int, smoke: bool = False) -> None:
     """`wgbot --help`; `wgbot process` of one message as a whole process, handed to a running `wgbot run` (what
     an MTA pipe does beside the bot) and processed in the command itself (--local, no bot running); each up to
     the reply accepted at the sink."""
     site = Site(sink)
     helps, handed, local = [], [], []
+    repeats = 1 if smoke else max(runs, 5)   # process starts are cheap to repeat, except in the test suite
 
     def message(i: int, kind: str) -> Path:
         path = site.dir / f"{kind}{i}.eml"
@@ -457,13 +464,13 @@ def bench_startup(sink: Sink, runs: int) -> None:
 
     try:
         site.wgbot("group", "create", "Bench Group", "--contact", "chair@example.org")
-        for i in range(max(runs, 5)):
+        for i in range(repeats):
             start = time.monotonic()
             subprocess.run([sys.executable, "-m", "wgbot", "--help"], check=True, stdout=subprocess.DEVNULL)
             helps.append(time.monotonic() - start)
             local.append(site.wgbot("process", "--local", str(message(i, "local"))))
         site.start()
-        for i in range(max(runs, 5)):
+        for i in range(repeats):
             handed.append(site.wgbot("process", str(message(i, "handed"))))
     finally:
         site.stop()
@@ -583,10 +590,36 @@ def bench_web(sink: Sink, groups: int, posts: int, seconds: float) -> None:
         site.stop()
 
 
+def bench_countries(sink: Sink) -> None:
+    """Memory after resolving country names in every language the table knows: one `join` per name (the
+    `Country:` line of issue 15's `Österreich` raised the bot from 63 to 153 MB for good)."""
+    from wgbot.countries import _endonyms
+
+    names = list(_endonyms())
+    site = Site(sink)
+    try:
+        site.wgbot("group", "create", "Bench Group", "--contact", "chair@example.org")
+        site.start()
+        before = site.rss_mb()
+        messages = [(f"c{i}@people.example", "wgbot@lists.example.org",
+                     (f"From: c{i}@people.example\r\nTo: wgbot@lists.example.org\r\nSubject: join bench-group\r\n"
+                      f"Message-ID: <c{i}.{time.monotonic_ns()}@people.example>\r\n"
+                      f"Content-Type: text/plain; charset=utf-8\r\n\r\n"
+                      f"Organisation: City {i}\r\nCountry: {name}\r\n").encode()) for i, name in enumerate(names)]
+        start = sink.count()
+        send(site.port, messages)
+        sink.wait_for(start + 2 * len(messages))
+        print(f"countries-{len(names)}: wgbot RSS {before:.0f} MB before, {site.rss_mb():.0f} MB after resolving "
+              f"{len(names)} country names in their own languages, peak RSS {site.peak_rss_mb():.0f} MB "
+              f"| target < 100 MB")
+    finally:
+        site.stop()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("which", choices=["all", "fanout", "commands", "import", "digest", "intake",
-                                          "intake-postfix", "startup", "web"])
+                                          "intake-postfix", "startup", "web", "countries"])
     parser.add_argument("--sizes", default="1000,10000", help="member counts for fan-out and import")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, one run")
@@ -608,8 +641,9 @@ def main() -> None:
         "digest": lambda: bench_digest(sink, digest_members, digest_posts, runs),
         "intake": lambda: bench_intake(sink, intake, runs),
         "intake-postfix": lambda: bench_intake_postfix(sink, intake, runs),
-        "startup": lambda: bench_startup(sink, runs),
+        "startup": lambda: bench_startup(sink, runs, args.smoke),
         "web": lambda: bench_web(sink, web_groups, web_posts, web_seconds),
+        "countries": lambda: bench_countries(sink),
     }
     try:
         for name, job in jobs.items():

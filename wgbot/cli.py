@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from wgbot.config import Config
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EX_TEMPFAIL = 75   # sysexits.h: the MTA keeps the message and tries again
 log = logging.getLogger("wgbot")
 
 
@@ -104,11 +105,28 @@ def setup_logging(level: str) -> None:
         logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
-def open_store(cfg: Config, must_exist: bool = True) -> sessionmaker[Session]:
-    from wgbot.db import database_url, is_initialised
-    from wgbot.store import make_engine, make_sessionmaker
+def store_engine(cfg: Config) -> Any:
+    """The store's engine, once one connection worked; an operator's mistake (no driver, no server, no such
+    database or folder) is one line naming the file and the key (wgbot/preflight.py)."""
+    from wgbot import preflight
+    from wgbot.db import database_url
+    from wgbot.errors import ConfigError
+    from wgbot.store import make_engine
 
-    engine = make_engine(database_url(cfg))
+    try:
+        preflight.check_database(cfg)
+        engine = make_engine(database_url(cfg))
+        preflight.opened(cfg, engine)
+    except ConfigError as exc:
+        raise Fail(f"configuration error: {exc}", EXIT_USAGE) from None
+    return engine
+
+
+def open_store(cfg: Config, must_exist: bool = True) -> sessionmaker[Session]:
+    from wgbot.db import is_initialised
+    from wgbot.store import make_sessionmaker
+
+    engine = store_engine(cfg)
     if must_exist and not is_initialised(engine):
         raise Fail(f"the database ({cfg.database.url}) has no tables yet; run `wgbot init`", EXIT_USAGE)
     return make_sessionmaker(engine)
@@ -126,9 +144,8 @@ def _delivery(cfg: Config) -> sessionmaker[Session]:
 def cmd_init(args: argparse.Namespace) -> int:
     import shutil
 
-    from wgbot.db import database_url, migrate
+    from wgbot.db import migrate
     from wgbot.resources import data_dir
-    from wgbot.store import make_engine
 
     path = config_path(args.config)
     if not path.exists():
@@ -136,8 +153,9 @@ def cmd_init(args: argparse.Namespace) -> int:
         shutil.copyfile(data_dir("config.example.toml"), path)
         print(f"wrote {path} from the example configuration; edit its [network] table for your network")
     cfg = load(args)
-    engine = make_engine(database_url(cfg))
+    engine = store_engine(cfg)
     migrate(engine)
+    _check_run_files(cfg, tls=False)   # the certificate may come later; the Maildir is made here
     if cfg.outbound.transport == "maildir":
         for sub in ("tmp", "new", "cur"):
             (cfg.resolve(cfg.outbound.maildir) / sub).mkdir(parents=True, exist_ok=True)
@@ -158,14 +176,34 @@ def _read_inputs(files: Sequence[str]) -> list[tuple[str, bytes]]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from wgbot import preflight
     from wgbot.app import run
+    from wgbot.errors import ConfigError
 
     cfg = load(args)
+    _check_run_files(cfg)
     sessions = open_store(cfg)
+    try:
+        lock = preflight.single_sqlite_run(cfg)
+    except ConfigError as exc:
+        raise Fail(f"configuration error: {exc}", EXIT_USAGE) from None
     try:
         return run(cfg, sessions, args.role)
     except OSError as exc:
         raise Fail(f"cannot start: {exc}") from exc
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _check_run_files(cfg: Config, tls: bool = True) -> None:
+    from wgbot import preflight
+    from wgbot.errors import ConfigError
+
+    try:
+        preflight.check_run_files(cfg, tls)
+    except ConfigError as exc:
+        raise Fail(f"configuration error: {exc}", EXIT_USAGE) from None
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -215,7 +253,12 @@ def _process_here(args: argparse.Namespace, inputs: list[tuple[str, bytes]]) -> 
     from wgbot.route import route
 
     cfg = load(args)
-    sessions = open_store(cfg)
+    try:
+        sessions = open_store(cfg)
+    except Fail as exc:
+        # An MTA pipe retries on 75 (sysexits EX_TEMPFAIL) but bounces the mail on other codes: a store that
+        # cannot be opened now is our fault, never the sender's.
+        raise Fail(str(exc), EX_TEMPFAIL) from None
     failures = 0
     for name, raw in inputs:
         if not raw.strip():

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from wgbot import leniency
 from wgbot.config import Config
 from wgbot.countries import country_name, normalise_country
 from wgbot.outbox import allow_reply, enqueue
@@ -152,6 +153,9 @@ def read_commands(registry: Registry, subject: str, text: str, max_lines: int) -
             nxt = body[i].lstrip() if i < len(body) else ""
             if raw.endswith(":") and nxt.startswith(">"):
                 continue
+            if len(words) <= 4 and leniency.similar_verb(registry, words[0]):
+                lines.append(Line(raw, words[0], words[1:], error=err))  # `joni x`: answered "did you mean"
+                continue
             unknown.append(clean_header_text(raw, 120))
             if len(unknown) >= MAX_UNKNOWN:
                 stopped = f"{MAX_UNKNOWN} lines that are not commands"
@@ -165,7 +169,7 @@ def read_commands(registry: Registry, subject: str, text: str, max_lines: int) -
         if lines and lines[0].source == "subject" and raw.casefold() == lines[0].raw.casefold() and len(lines) == 1:
             continue  # the body repeats the Subject's command: run it once
         lines.append(line)
-    return lines, unknown, stopped
+    return leniency.drop_bare_subject(lines), unknown, stopped
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -332,7 +336,8 @@ class Context:
                 spec = registry.lookup(name)
                 if group is not None and spec is not None and len(args) < spec.max_args:
                     return group, args, None
-            return None, args, self.result(name, False, "no_such_group", value=shown(args[0]))
+            return None, args, self.result(name, False, "no_such_group", value=shown(args[0]),
+                                           similar=leniency.similar_group(self.session, args[0]))
         if self.default_group:
             group = find_group(self.session, self.default_group)
             if group is not None:
@@ -403,8 +408,11 @@ def run(ctx: Context, lines: list[Line]) -> list[tuple[str, Result]]:
         spec = registry.lookup(line.verb)
         shown_line = shown(line.raw, 200)
         if spec is None:
-            results.append((shown_line, Result(False, f"Unknown command {shown(line.verb)!r}. Send 'help'.")))
+            results.append((shown_line, Result(False, render_fragment(
+                ctx.cfg, "replies/_unknown_command.txt", verb=shown(line.verb),
+                suggestion=leniency.similar_verb(registry, line.verb), args=[shown(a) for a in line.args]))))
             continue
+        leniency.join_group_name(ctx.session, spec, line)
         if line.error:
             results.append((shown_line, Result(False, f"{line.error}. Usage: {spec.usage}")))
             continue

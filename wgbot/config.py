@@ -94,6 +94,7 @@ class OutboundConfig:
     retry_base_seconds: int = 60
     retry_max_seconds: int = 4 * 3600
     give_up_days: float = 5.0
+    lease_seconds: int = 600
 
 
 @dataclass(frozen=True)
@@ -345,6 +346,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(p, "outbound.batch_size", "expected at least 1")
     if not 1 <= out.connections <= 64:
         raise ConfigError(p, "outbound.connections", "expected 1 to 64")
+    if out.lease_seconds < 1:
+        raise ConfigError(p, "outbound.lease_seconds", "expected at least 1")
     if cfg.lists.from_policy not in ("keep", "munge", "wrap"):
         raise ConfigError(p, "lists.from_policy", f'expected "keep", "munge" or "wrap", got {cfg.lists.from_policy!r}')
     if cfg.lists.archive_url and not cfg.lists.archive_url.startswith(("https://", "http://")):

@@ -1,48 +1,34 @@
 """Countries as ISO 3166 alpha-2 codes, from a code or a name in English or the country's own language.
 
-pycountry knows the codes and English names; Babel (CLDR) knows what each country calls itself in its official
-languages. Pure lookups; nothing here touches the store.
+pycountry knows the codes and English names; a table built once from Babel's CLDR data (scripts/country_names.py)
+knows what each country calls itself in its official languages. Pure lookups; nothing here touches the store.
 """
 
 from __future__ import annotations
 
+import json
 import unicodedata
 from functools import lru_cache
+from pathlib import Path
+
+TABLE = Path(__file__).with_name("country_names.json")
 
 
-def _fold(text: str) -> str:
+def fold(text: str) -> str:
+    """A name as compared: case-folded, accents and invisible format characters dropped (the zero-width
+    joiner of Sinhala's ශ්‍රී ලංකාව, which mail cleaning may remove), hyphens and runs of spaces made single."""
     text = unicodedata.normalize("NFKD", text.casefold())
-    return " ".join("".join(c for c in text if not unicodedata.combining(c)).replace("-", " ").split())
+    kept = "".join(c for c in text if not unicodedata.combining(c) and unicodedata.category(c) != "Cf")
+    return " ".join(kept.replace("-", " ").split())
 
 
 @lru_cache(maxsize=1)
 def _endonyms() -> dict[str, str]:
-    """Each country's own names for itself, folded → alpha-2. Each language's CLDR data is loaded once and
-    dropped from Babel's cache after use: keeping all of them held 85 MB (the peak RSS of a member import)."""
-    import pycountry
-    from babel import Locale, UnknownLocaleError, localedata
-    from babel.languages import get_official_languages
-
-    wanted = [(country.alpha_2, lang) for country in pycountry.countries
-              for lang in get_official_languages(country.alpha_2, de_facto=True)]
-    by_language: dict[str, list[str]] = {}
-    for code, lang in wanted:
-        by_language.setdefault(lang, []).append(code)
-    found: dict[tuple[str, str], str] = {}
-    for lang, codes in by_language.items():
-        try:
-            territories = Locale.parse(lang).territories
-        except (UnknownLocaleError, ValueError):
-            continue
-        found.update({(code, lang): territories[code] for code in codes if territories.get(code)})
-        cache = getattr(localedata, "_cache", {})   # Babel's private cache: if it moves, only memory is lost
-        for loaded in [key for key in cache if key != "root"]:
-            cache.pop(loaded, None)
-    names: dict[str, str] = {}
-    for code, lang in wanted:            # the order of before: the first country to claim a name keeps it
-        if (code, lang) in found:
-            names.setdefault(_fold(found[(code, lang)]), code)
-    return names
+    """Each country's own names for itself, folded → alpha-2: a table built from Babel's CLDR data by
+    scripts/country_names.py and shipped with the package (about 300 names, a few KB in memory). Loading
+    Babel's locales here instead raised a running bot from 63 to 153 MB for good (issue 15)."""
+    loaded: dict[str, str] = json.loads(TABLE.read_text(encoding="utf-8"))
+    return loaded
 
 
 @lru_cache(maxsize=4096)
@@ -64,7 +50,7 @@ def normalise_country(value: str) -> str | None:
         return str(pycountry.countries.lookup(text).alpha_2)
     except LookupError:
         pass
-    return _endonyms().get(_fold(text))
+    return _endonyms().get(fold(text))
 
 
 def country_name(code: str) -> str:

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from wgbot import answers, commands, gate, watchdog
 from wgbot.config import Config
 from wgbot.errors import MessageRefused
+from wgbot.leniency import address_command
 from wgbot.outbox import allow_caused, allow_reply, enqueue
 from wgbot.parse import Caps, Message, check_caps, clean_header_text, parse, parse_headers, split_head
 from wgbot.render import compose
@@ -213,7 +214,7 @@ def _run_commands(session: Session, cfg: Config, row: Stored, msg: Message, dest
         results = [("confirm", commands.confirm_token(ctx, dest.token, hashed=dest.token_hash))]
     elif dest.kind in (Kind.JOIN, Kind.LEAVE):
         verb = "join" if dest.kind is Kind.JOIN else "leave"
-        results = commands.run(ctx, [commands.Line(f"{verb} {dest.slug}", verb, [dest.slug], source="address")])
+        results = commands.run(ctx, [address_command(commands.registry, verb, dest.slug, msg.text)])
     else:
         lines, unknown, stopped = commands.read_commands(commands.registry, msg.subject, msg.text,
                                                          cfg.limits.max_command_lines)

@@ -239,7 +239,6 @@ def _classify(exc: Exception) -> tuple[bool, str]:
     return False, f"{type(exc).__name__}: {exc}"
 
 
-LEASE = dt.timedelta(minutes=10)
 _HOST = socket.gethostname()[:60]
 
 
@@ -285,7 +284,8 @@ def _claim(sessions: sessionmaker[Session], cfg: Config, now: dt.datetime,
     """Claim up to batch_size due rows for this deliverer and return them, in one UPDATE … RETURNING (Core, and
     prepared once: a claim runs for every wake of a deliverer, and building it cost more than the send)."""
     engine = sessions.kw["bind"]
-    params = {"b_now": now, "b_owner": _owner(), "b_until": now + LEASE, "b_limit": cfg.outbound.batch_size}
+    lease = dt.timedelta(seconds=cfg.outbound.lease_seconds)
+    params = {"b_now": now, "b_owner": _owner(), "b_until": now + lease, "b_limit": cfg.outbound.batch_size}
     with engine.begin() as conn:
         if only is None:
             rows = conn.execute(prepared(conn, _claim_due), params).all()
@@ -462,8 +462,12 @@ def _send_batch(sessions: sessionmaker[Session], cfg: Config, now: Callable[[], 
         link.get()
     except (OSError, smtplib.SMTPException) as exc:
         _, text = _classify(exc)
-        log.warning("relay %s:%s unavailable: %s; %d messages deferred", cfg.outbound.host, cfg.outbound.port,
-                    text, len(batch))
+        if cfg.outbound.transport == "maildir":   # not a relay: say which folder, and the key that names it
+            log.warning("cannot write to the Maildir %s (outbound.maildir): %s; %d messages deferred",
+                        cfg.resolve(cfg.outbound.maildir), text, len(batch))
+        else:
+            log.warning("relay %s:%s unavailable: %s; %d messages deferred", cfg.outbound.host, cfg.outbound.port,
+                        text, len(batch))
         for row in batch:
             _record_failure(sessions, cfg, row.id, row.attempts, row.created_at, text, False, now(), report)
         return

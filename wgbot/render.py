@@ -46,6 +46,9 @@ def _environment(override: str) -> jinja2.Environment:
     env.filters["indent_block"] = lambda s, n=2: "\n".join((" " * n + line) if line else line
                                                              for line in str(s).splitlines())
     env.filters["day"] = _day_filter
+    # "an ECCAR working group", "a Test Network working group": by the first letter, which fits the
+    # networks' initialisms read letter by letter (ECCAR, IETM, IGF) and most names.
+    env.filters["a_or_an"] = lambda s: "an" if str(s)[:1].upper() in ("A", "E", "I", "O", "U") else "a"
     return env
 
 

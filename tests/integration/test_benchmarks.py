@@ -3,6 +3,7 @@ it checks that every benchmark prints its figures and its baselines, not how fas
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,9 @@ def test_benchmarks_smoke() -> None:
     out = run.stdout
     for name in ("fanout-personalized-100", "fanout-batched-100", "commands-50", "import-100", "digest-20x10",
                  "intake-lmtp-50-20-sessions", "intake-postfix-50", "startup-help", "web-directory", "web-month",
-                 "web-search-500", "web-rss"):
+                 "web-search-500", "web-rss", "countries-"):
         assert name in out, f"{name} missing from:\n{out}"
     assert out.count("smtp-source→smtp-sink") >= 4 and out.count("smtplib→smtp-sink") >= 4
     assert out.count("static file of the same size") == 5 and "errors 0+0" in out
+    after = re.search(r"countries-\d+: .* (\d+) MB after resolving", out)
+    assert after is not None and int(after.group(1)) < 100, out

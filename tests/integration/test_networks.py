@@ -93,7 +93,7 @@ def test_eccar_flow(network: Network) -> None:
     network.send("office@graz.example", "support migrant-inclusion\nOrganisation: Graz\nCountry: Österreich\n")
     network.confirm("office@graz.example")
     for told in ("office@network.example", "mayor@bologna.example", "equality@rome.example", "office@graz.example"):
-        network.wait(told, "Migrant Inclusion is now a ECCAR working group")
+        network.wait(told, "Migrant Inclusion is now an ECCAR working group")
     group = network.group("migrant-inclusion")
     assert group["status"] == "active" and group["contacts"] == ["mayor@bologna.example"]
     assert group["countries"] == ["AT", "IT"]
@@ -142,7 +142,7 @@ def test_igf_flow(network: Network) -> None:
     network.confirm("fac@ngo.example", 2)
     request = network.wait("office@network.example", "BPF Cybersecurity")
     network.reply(request, "office@network.example", "yes")
-    network.wait("fac@ngo.example", "BPF Cybersecurity is now a IGF working group")
+    network.wait("fac@ngo.example", "BPF Cybersecurity is now an IGF working group")
     network.send("student@uni.example", "", subject="subscribe bpf-cybersecurity", to="wgbot@lists.example.org")
     network.confirm("student@uni.example")
     welcome = network.wait("student@uni.example", "Results", 2)

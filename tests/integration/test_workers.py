@@ -45,6 +45,7 @@ transport = "smtp"
 port = {relay.port}
 connections = 2
 batch_size = 20
+lease_seconds = 10     # the killed worker's claimed rows are free again after 10 s, not 10 minutes
 [schedule]
 rollup_on = ""
 """)

@@ -88,6 +88,7 @@ def test_bad_values_are_refused(tmp_path: Path) -> None:
         '\n[database]\nurl = "mysql://x"\n': "database.url",
         '\n[limits]\nprocess_seconds = 0\n': "limits",
         '\n[limits]\nmax_rcpts = 0\n': "limits",
+        '\n[outbound]\nlease_seconds = 0\n': "outbound.lease_seconds",
     }
     for extra, key in cases.items():
         with pytest.raises(ConfigError, match=re.escape(key)):

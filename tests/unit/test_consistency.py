@@ -64,6 +64,7 @@ def test_every_template_renders(cfg: Config) -> None:
         "unverified": "", "invited": None, "more": 2,
         "items": [{"ref": "R-ABCDEFG", "summary": "let the post through", "token": "a" * 32, "reason": "not a member",
                    "reply_address": "wgbot+approval-" + "a" * 32 + "@lists.example.org", "excerpt": "Hi"}],
+        "suggestion": "join", "args": ["migrant-inclusion"], "similar": group,
     }
     from datetime import UTC, date, datetime
 

@@ -1,0 +1,1 @@
+"""Maintenance scripts run by hand (not shipped): they regenerate data files that wgbot ships."""
