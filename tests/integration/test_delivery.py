@@ -97,10 +97,15 @@ def test_deliverer_reconnects_when_the_relay_drops_a_kept_connection(
     import asyncio
 
     original = relay.handle_DATA
+    hung_up: list[int] = []
 
     async def data_then_hang_up(server: Any, session: Any, envelope: Any) -> str:
         reply = await original(server, session, envelope)
-        asyncio.get_running_loop().call_later(0.05, server.transport.close)
+
+        def hang_up() -> None:
+            server.transport.close()
+            hung_up.append(1)
+        asyncio.get_running_loop().call_later(0.05, hang_up)
         return reply
 
     relay.handle_DATA = data_then_hang_up  # type: ignore[method-assign]
@@ -110,9 +115,10 @@ def test_deliverer_reconnects_when_the_relay_drops_a_kept_connection(
     try:
         for expected in (1, 2, 3):
             queue(sqlite_sessions, cfg, 1)
-            time.sleep(0.2)            # the relay has hung up by now
             deliverer.wake()
             wait_until(lambda n=expected: len(relay.messages) == n)
+            # Under load the next message could otherwise be claimed before the relay has hung up.
+            wait_until(lambda n=expected: len(hung_up) == n)
     finally:
         deliverer.stop(5)
     assert len({m.peer for m in relay.messages}) == 3
