@@ -278,15 +278,30 @@ def _process_here(args: argparse.Namespace, inputs: list[tuple[str, bytes]]) -> 
                 continue
             ids = inbox.accept(session, raw, ours, envelope, utcnow(), source="cli")
         results = inbox.process_pending(sessions, cfg, utcnow, ids=ids)
+        # A row this command did not process was claimed by a running bot on the same store (PostgreSQL), or is
+        # an earlier delivery of the same message: report what became of it, once it is finished.
+        elsewhere = [row_id for row_id in ids if row_id not in results]
+        finished = _wait_elsewhere(cfg, elsewhere) if elsewhere else {}
         for row_id in ids:
             outcome = results.get(row_id)
-            state = f"{outcome.status}: {outcome.outcome}" if outcome else "already processed (duplicate)"
+            if outcome is not None:
+                state = f"{outcome.status}: {outcome.outcome}"
+            else:
+                status, text = finished.get(row_id, ("pending", ""))
+                state = f"{status}: {text} (processed by another wgbot, or an earlier copy of this message)"
             print(f"{name}: inbound {row_id}: {state}")
     if not args.no_deliver:
         report = outbox.deliver_due(_delivery(cfg), cfg, utcnow)
         if report.sent or report.deferred or report.failed:
             print(f"delivery: {report}")
     return EXIT_FAILURE if failures else EXIT_OK
+
+
+def _wait_elsewhere(cfg: Config, ids: list[int]) -> dict[int, tuple[str, str]]:
+    from wgbot.handoff import wait_for
+
+    rows, _ = wait_for(cfg, ids, deliver=False)
+    return rows
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
