@@ -300,7 +300,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from wgbot.commands import find_group
+    from wgbot.context import find_group
     from wgbot.importer import ImportError_, check_file, import_rows, rows_of
 
     cfg = load(args)
@@ -415,7 +415,7 @@ def cmd_group_create(args: argparse.Namespace) -> int:
 def cmd_group_set(args: argparse.Namespace) -> int:
     from sqlalchemy import select
 
-    from wgbot.commands import find_group
+    from wgbot.context import find_group
     from wgbot.store import Membership, audit, get_member
 
     cfg = load(args)
@@ -472,7 +472,7 @@ def cmd_groups(args: argparse.Namespace) -> int:
 
 def cmd_members(args: argparse.Namespace) -> int:
     from wgbot import groups
-    from wgbot.commands import find_group
+    from wgbot.context import find_group
 
     cfg = load(args)
     with open_store(cfg)() as session:
@@ -545,7 +545,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
     from sqlalchemy import select
 
-    from wgbot.commands import find_group
+    from wgbot.context import find_group
     from wgbot.store import Post
 
     cfg = load(args)

@@ -24,8 +24,20 @@ from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from wgbot import answers, commands, gate, watchdog
+# inbox is where the features are imported, and so where their commands and request kinds register
+# (wgbot.LAYERS): lists, reports and workgroups; workgroups imports invitations and leaving.
+from wgbot import (
+    answers,
+    commands,
+    gate,
+    lists,
+    reports,
+    watchdog,
+    workgroups,  # noqa: F401  (its commands and request kinds register on import)
+)
+from wgbot.approvals import decide, read_decision
 from wgbot.config import Config
+from wgbot.context import Context, Result, confirm_token, registry, shown
 from wgbot.errors import MessageRefused
 from wgbot.leniency import address_command
 from wgbot.outbox import allow_caused, allow_reply, enqueue
@@ -168,10 +180,10 @@ def _handle(session: Session, cfg: Config, row: Stored, now: dt.datetime) -> Out
 
 
 def _context(session: Session, cfg: Config, row: Stored, msg: Message, dest: Destination,
-             now: dt.datetime) -> commands.Context:
+             now: dt.datetime) -> Context:
     from wgbot.rules import cached_rules
 
-    return commands.Context(session=session, cfg=cfg, now=now, msg=msg, sender=msg.sender,
+    return Context(session=session, cfg=cfg, now=now, msg=msg, sender=msg.sender,
                             reply_address=_reply_to(row, msg), default_group=dest.slug, inbound_id=row.id,
                             rules=cached_rules(str(cfg.rules_path)),
                             trusted=gate.trusted_dmarc_pass(cfg, msg.all("authentication-results"), msg.sender))
@@ -180,8 +192,6 @@ def _context(session: Session, cfg: Config, row: Stored, msg: Message, dest: Des
 def _list_mail(session: Session, cfg: Config, row: Stored, msg: Message, dest: Destination,
                verdict: gate.Verdict, now: dt.datetime) -> Outcome:
     """Mail to a group's list or owner address."""
-    from wgbot import lists
-
     group = session.scalar(select(Group).where(Group.slug == dest.slug))
     assert group is not None  # route() checked it exists
     ctx = _context(session, cfg, row, msg, dest, now)
@@ -190,9 +200,7 @@ def _list_mail(session: Session, cfg: Config, row: Stored, msg: Message, dest: D
         # posted nor held nor answered: dropped, and the outcome logged (RFC 3834 §2).
         status, outcome = InboundStatus.IGNORED.value, f"automated: {verdict.reason}"
     elif dest.kind is Kind.COMMENTS:
-        from wgbot.reports import receive_comment
-
-        status, outcome = receive_comment(ctx, group)
+        status, outcome = reports.receive_comment(ctx, group)
     elif dest.kind is Kind.OWNER and not allow_caused(session, msg.sender, now, cfg.limits.replies_per_day):
         status, outcome = InboundStatus.IGNORED.value, "not forwarded: the sender's daily limit is reached"
     elif dest.kind is Kind.OWNER:
@@ -211,12 +219,12 @@ def _run_commands(session: Session, cfg: Config, row: Stored, msg: Message, dest
     if dest.kind is Kind.APPROVAL:
         results, template = _approval_reply(ctx, dest)
     elif dest.kind is Kind.CONFIRM:
-        results = [("confirm", commands.confirm_token(ctx, dest.token, hashed=dest.token_hash))]
+        results = [("confirm", confirm_token(ctx, dest.token, hashed=dest.token_hash))]
     elif dest.kind in (Kind.JOIN, Kind.LEAVE):
         verb = "join" if dest.kind is Kind.JOIN else "leave"
-        results = commands.run(ctx, [address_command(commands.registry, verb, dest.slug, msg.text)])
+        results = commands.run(ctx, [address_command(registry, verb, dest.slug, msg.text)])
     else:
-        lines, unknown, stopped = commands.read_commands(commands.registry, msg.subject, msg.text,
+        lines, unknown, stopped = commands.read_commands(registry, msg.subject, msg.text,
                                                          cfg.limits.max_command_lines)
         results = commands.run(ctx, lines)
     # Answers about a token (a confirmation, an approval) always concern the From address's own request.
@@ -237,24 +245,22 @@ def _run_commands(session: Session, cfg: Config, row: Stored, msg: Message, dest
     return Outcome(InboundStatus.DONE.value, summary, queued)
 
 
-def _summary(results: list[tuple[str, commands.Result]], unknown: list[str]) -> str:
+def _summary(results: list[tuple[str, Result]], unknown: list[str]) -> str:
     ok = sum(1 for _, r in results if r.ok)
     summary = f"{len(results)} command(s), {ok} ok, {len(results) - ok} refused"
     return summary + (f", {len(unknown)} unknown line(s)" if unknown else "")
 
 
-def _approval_reply(ctx: commands.Context, dest: Destination) -> tuple[list[tuple[str, commands.Result]], str]:
+def _approval_reply(ctx: Context, dest: Destination) -> tuple[list[tuple[str, Result]], str]:
     """A reply to an approval request: its first non-quoted line decides; anything else is asked again.
     Without the trusted DMARC pass a deployment asks for, nothing is decided and the approver is told why."""
-    from wgbot.workgroups import decide, read_decision
-
     decision, reason = read_decision(ctx.msg.text)
     if ctx.cfg.network.trusted_authserv_id and not ctx.trusted:
         return [(decision or "decision", decide(ctx, dest.token, decision or "approve", reason,
                                                  hashed=dest.token_hash))], "replies/results.txt"
     if not decision:
         return [], "replies/approval_unclear.txt"
-    line = decision + (f" ({commands.shown(reason, 60)})" if reason else "")
+    line = decision + (f" ({shown(reason, 60)})" if reason else "")
     return [(line, decide(ctx, dest.token, decision, reason, hashed=dest.token_hash))], "replies/results.txt"
 
 

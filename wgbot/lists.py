@@ -27,10 +27,12 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from wgbot import archive
+from wgbot import approvals, archive
 from wgbot.bounces import verp_address
-from wgbot.commands import Context
 from wgbot.config import Config
+from wgbot.context import Context
+from wgbot.groups import contacts
+from wgbot.held import hold
 from wgbot.mimesafe import message_id_for, reencode_headers, transport_safe
 from wgbot.outbox import allow_reply, enqueue, enqueue_raw, note_queued
 from wgbot.parse import Message, clean_header_text
@@ -60,7 +62,7 @@ _STRIP = ("list-id", "list-post", "list-help", "list-subscribe", "list-unsubscri
           "x-original-to", "errors-to", "x-loop")
 _CONTENT = ("content-type", "content-transfer-encoding", "content-disposition", "content-description",
             "content-id", "mime-version")
-_COMPAT = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
+COMPAT = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
 
 
 def list_address(cfg: Config, group: Group) -> str:
@@ -116,7 +118,7 @@ def _footer_part(footer: str) -> MIMEText:
 
 def _split_container(msg: StdMessage) -> tuple[StdMessage, StdMessage]:
     """(outer container with the message's headers, inner part with its content), for wrapping the content."""
-    inner = email.message_from_bytes(b"", policy=_COMPAT)
+    inner = email.message_from_bytes(b"", policy=COMPAT)
     for name in _CONTENT:
         if name == "mime-version":
             continue
@@ -177,7 +179,7 @@ def _raw_value(msg: StdMessage, name: str) -> str:
 
 def build_copy(cfg: Config, group: Group, raw: bytes, msg: Message, poster_name: str = "") -> bytes:
     """The list copy of a post, shared by every recipient."""
-    original = email.message_from_bytes(raw, policy=_COMPAT)
+    original = email.message_from_bytes(raw, policy=COMPAT)
     for name in _STRIP:
         del original[name]
     policy = group.from_policy or cfg.lists.from_policy
@@ -196,10 +198,10 @@ def build_copy(cfg: Config, group: Group, raw: bytes, msg: Message, poster_name:
         _set(outer, "Subject", _header(prefixed(msg.subject, group.slug)))
         intro = MIMEText(footer + "\n", "plain", "utf-8" if not footer.isascii() else "us-ascii")
         outer.attach(intro)
-        wrapped = email.message_from_bytes(b"", policy=_COMPAT)
+        wrapped = email.message_from_bytes(b"", policy=COMPAT)
         wrapped["Content-Type"] = "message/rfc822"
         wrapped["Content-Disposition"] = "inline"
-        original_copy = email.message_from_bytes(raw, policy=_COMPAT)
+        original_copy = email.message_from_bytes(raw, policy=COMPAT)
         reencode_headers(original_copy)
         wrapped.set_payload([original_copy])
         outer.attach(wrapped)
@@ -218,7 +220,7 @@ def build_copy(cfg: Config, group: Group, raw: bytes, msg: Message, poster_name:
             _set(copy, header_name, header_value)
     reencode_headers(copy)
     transport_safe(copy)
-    return copy.as_bytes(policy=_COMPAT)
+    return copy.as_bytes(policy=COMPAT)
 
 
 def archive_url(cfg: Config, group: Group) -> str:
@@ -316,7 +318,7 @@ def distribute(ctx: Context, group: Group, raw: bytes, msg: Message, inbound_id:
 
 
 def _types(raw: bytes) -> list[str]:
-    parsed = email.message_from_bytes(raw, policy=_COMPAT)
+    parsed = email.message_from_bytes(raw, policy=COMPAT)
     return [part.get_content_type() for part in parsed.walk()]
 
 
@@ -362,23 +364,21 @@ def receive_post(ctx: Context, group: Group, raw: bytes, inbound_id: int) -> tup
     if auto and auto != "no":
         return "ignored", f"automated mail (Auto-Submitted: {auto}) is not posted"
     if group.status != GroupStatus.ACTIVE.value:
-        _tell_poster(ctx, group, "lists/not_active.txt", {})
+        tell_poster(ctx, group, "lists/not_active.txt", {})
         return "done", f"not posted: {group.slug} is {group.status}"
     reason = hold_reason(ctx, group, raw)
     if reason:
-        from wgbot.held import hold
-
         excerpt = "\n".join(msg.text.splitlines()[:20])
         request = hold(ctx, group, f"moderation: {reason}",
                        f"let the post \u201c{clean_header_text(msg.subject, 80)}\u201d from {ctx.sender}"
                        f" through to {group.name}", {"inbound_id": inbound_id, "excerpt": excerpt, "reason": reason})
-        _tell_poster(ctx, group, "lists/held.txt", {"reason": reason, "ref": request.public_ref})
+        tell_poster(ctx, group, "lists/held.txt", {"reason": reason, "ref": request.public_ref})
         return "done", f"held for the contacts: {reason}"
     count = distribute(ctx, group, raw, msg, inbound_id)
     return "done", f"posted to {count} member(s)"
 
 
-def _tell_poster(ctx: Context, group: Group, template: str, context: dict[str, Any]) -> None:
+def tell_poster(ctx: Context, group: Group, template: str, context: dict[str, Any]) -> None:
     if allow_reply(ctx.session, ctx.reply_address, ctx.now, ctx.cfg.limits.replies_per_day):
         msg = compose(ctx.cfg, template, {"group": group, "address": list_address(ctx.cfg, group), **context},
                       to=[ctx.reply_address], parent=ctx.msg, auto_submitted="auto-replied", now=ctx.now)
@@ -386,6 +386,7 @@ def _tell_poster(ctx: Context, group: Group, template: str, context: dict[str, A
                 inbound_id=ctx.inbound_id)
 
 
+@approvals.kind("post")
 def decide_post(ctx: Context, request: Any, group: Group, decision: str, reason: str) -> str:
     """The contacts' decision on a held post: approved posts go out; rejected ones are not sent."""
     if decision != "approve":
@@ -432,8 +433,6 @@ def expire_held(ctx: Context) -> int:
 
 def to_owners(ctx: Context, group: Group, raw: bytes) -> tuple[str, str]:
     """SLUG-owner@ reaches the group's contacts (forwarded as it came, bounces to the list's bounce address)."""
-    from wgbot.workgroups import contacts
-
     owners = [m.address for m in contacts(ctx.session, group)] or list(ctx.cfg.network.secretariat)
     if any(list_address(ctx.cfg, group).lower() in v.lower() for v in ctx.msg.all("x-beenthere")):
         return "ignored", "loop: mail from this list to its own owners"

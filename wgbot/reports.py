@@ -13,9 +13,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from wgbot import approvals
 from wgbot import rules as R
-from wgbot.commands import ACTIONS, Context, Line, Result, registry
-from wgbot.parse import clean_header_text
+from wgbot.approvals import request_approval
+from wgbot.context import ACTIONS, Context, Line, Result, registry
+from wgbot.groups import contacts, is_contact
+from wgbot.lists import distribute, tell_poster
+from wgbot.parse import clean_header_text, parse
 from wgbot.store import Comment, Group, GroupStatus, InboundMessage, PendingAction, Report, audit
 
 
@@ -96,8 +100,6 @@ def cmd_report(ctx: Context, line: Line) -> Result:
     group, _, error = ctx.group_arg("report", line)
     if error or group is None:
         return error or Result(False, "")
-    from wgbot.workgroups import is_contact
-
     if group.status != GroupStatus.ACTIVE.value:
         return ctx.result("report", False, "not_active", group=group)
     if not is_contact(ctx, group):
@@ -117,8 +119,6 @@ def cmd_report(ctx: Context, line: Line) -> Result:
 
 def _apply_report(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     assert group is not None
-    from wgbot.workgroups import contacts, request_approval
-
     inbound = ctx.session.get(InboundMessage, row.payload["inbound_id"])
     if inbound is None:
         return ctx.result("report", False, "gone", group=group)
@@ -145,6 +145,7 @@ def _apply_report(ctx: Context, row: PendingAction, group: Group | None) -> Resu
 ACTIONS["report"] = _apply_report
 
 
+@approvals.kind("report")
 def decide_report(ctx: Context, request: PendingAction, group: Group, decision: str, reason: str) -> str:
     """Approved: published to the list (and archived), and a comment period opened where the rules say so. A
     report approved after its deadline counts for the next one (SPEC §4)."""
@@ -162,9 +163,6 @@ def decide_report(ctx: Context, request: PendingAction, group: Group, decision: 
         report.deadline = obligation.deadline
     outcome = f"the {report.kind} is approved"
     if obligation is not None and obligation.publish_to_list:
-        from wgbot.lists import distribute
-        from wgbot.parse import parse
-
         count = distribute(ctx, group, report.raw, parse(report.raw), None)
         outcome += f" and was sent to the list ({count} member(s))"
     if obligation is not None and obligation.public_comment_days:
@@ -183,15 +181,13 @@ def open_report(ctx: Context, group: Group) -> Report | None:
 
 def receive_comment(ctx: Context, group: Group) -> tuple[str, str]:
     """Mail to SLUG-comments@: stored and acknowledged while a comment period is open, from anyone."""
-    from wgbot.lists import _tell_poster
-
     report = open_report(ctx, group)
     if report is None:
-        _tell_poster(ctx, group, "lists/no_comments.txt", {})
+        tell_poster(ctx, group, "lists/no_comments.txt", {})
         return "done", "no comment period is open"
     held = any(o.comments_held for o in obligations(ctx.rules, ctx.cfg.schedule.general_assembly, ctx.now.date())
                if o.kind == report.kind)
     ctx.session.add(Comment(report_id=report.id, sender=ctx.sender, name=ctx.msg.display_name,
                             text=ctx.msg.text[:50_000], received_at=ctx.now, status="held" if held else "accepted"))
-    _tell_poster(ctx, group, "lists/comment_received.txt", {"report": report, "held": held})
+    tell_poster(ctx, group, "lists/comment_received.txt", {"report": report, "held": held})
     return "done", f"comment on report {report.id} stored" + (" (held for the contacts)" if held else "")
