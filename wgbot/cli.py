@@ -536,7 +536,8 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     for row_id, outcome in sorted(results.items()):
         print(f"inbound {row_id}: {outcome.status}: {outcome.outcome}")
     outbox.deliver_due(_delivery(cfg), cfg, utcnow)
-    print(f"{count} message(s) re-run, {sum(1 for o in results.values() if o.status != 'quarantined')} left quarantine")
+    left = sum(1 for o in results.values() if o.status is not InboundStatus.QUARANTINED)
+    print(f"{count} message(s) re-run, {left} left quarantine")
     return EXIT_OK
 
 

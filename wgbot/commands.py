@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -168,13 +168,6 @@ def read_commands(registry: Registry, subject: str, text: str, max_lines: int) -
 
 # ---------------------------------------------------------------------------------------------------------
 # Running a message's commands
-
-
-@dataclass
-class Transcript:
-    results: list[tuple[str, Result]]
-    unknown: list[str]
-    stopped: str
 
 
 def run(ctx: Context, lines: list[Line]) -> list[tuple[str, Result]]:

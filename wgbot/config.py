@@ -241,7 +241,7 @@ def _check_value(path: str, key: str, tp: Any, value: Any, error: ErrorFactory =
         if dataclasses.is_dataclass(inner):
             if not isinstance(value, list):
                 raise error(path, key, "expected a list of tables ([[...]])")
-            return tuple(_build(typing.cast(type, inner), item, path, f"{key}[{i}]", error)
+            return tuple(build_from_table(typing.cast(type, inner), item, path, f"{key}[{i}]", error)
                          for i, item in enumerate(value))
         ok = isinstance(value, list) and all(
             isinstance(v, inner) and not isinstance(v, bool) for v in value)
@@ -253,7 +253,7 @@ def _check_value(path: str, key: str, tp: Any, value: Any, error: ErrorFactory =
     return value
 
 
-def _build(cls: type[Any], table: Any, path: str, prefix: str, error: ErrorFactory = ConfigError) -> Any:
+def build_from_table(cls: type[Any], table: Any, path: str, prefix: str, error: ErrorFactory = ConfigError) -> Any:
     """One dataclass from one TOML table: unknown keys, wrong types and missing values are errors."""
     if not isinstance(table, dict):
         raise error(path, prefix, "expected a table")
@@ -269,7 +269,7 @@ def _build(cls: type[Any], table: Any, path: str, prefix: str, error: ErrorFacto
             raise error(path, dotted, f"unknown key (known keys here: {known})")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(typing.cast(type, tp), value, path, dotted, error)
+            kwargs[key] = build_from_table(typing.cast(type, tp), value, path, dotted, error)
         else:
             kwargs[key] = _check_value(path, dotted, tp, value, error)
     for name, f in fields.items():
@@ -385,7 +385,7 @@ def parse_config(data: dict[str, Any], path: str = "<config>") -> Config:
     """A Config from an already-parsed TOML document."""
     if "network" not in data:
         raise ConfigError(path, "network", "missing; the [network] table is required")
-    cfg = _build(Config, data, path, "")
+    cfg = build_from_table(Config, data, path, "")
     cfg = dataclasses.replace(cfg, path=path)
     _validate(cfg)
     return typing.cast(Config, cfg)

@@ -198,7 +198,6 @@ class Context:
     inbound_id: int | None = None
     rules: Rules = field(default_factory=lambda: Rules(NetworkRules(name="network")))
     trusted: bool = False       # a trusted Authentication-Results says dmarc=pass: no confirmation needed
-    sent: list[str] = field(default_factory=list)
 
     def result(self, name: str, ok: bool, outcome: str, /, **context: Any) -> Result:
         text = render_fragment(self.cfg, f"commands/{name}.txt", outcome=outcome, network=self.cfg.network,
@@ -213,7 +212,6 @@ class Context:
         msg = compose(self.cfg, template, context, to=[to], reply_to=reply_to, now=self.now,
                       auto_submitted=auto_submitted)
         enqueue(self.session, msg, [to], self.cfg.network.bot_address, self.now, kind=kind, inbound_id=self.inbound_id)
-        self.sent.append(to)
         return True
 
     def is_secretariat(self, address: str | None = None) -> bool:

@@ -129,7 +129,7 @@ def _store_once(dialect_insert: Any) -> Any:
 
 @dataclass
 class Outcome:
-    status: str
+    status: InboundStatus
     outcome: str
     queued: list[int]
     mail: bool = False      # something was queued for delivery (a reply, a notice, a post's copies)
@@ -173,10 +173,9 @@ def _handle(session: Session, cfg: Config, row: Stored, now: dt.datetime) -> Out
         return _list_mail(session, cfg, row, msg, dest, verdict, now)
     if verdict.automated:
         # Automated mail never changes state and never gets a reply (SPEC §3, §6).
-        return Outcome(InboundStatus.IGNORED.value, f"automated: {verdict.reason}", queued)
-    if dest.kind in (Kind.COMMAND, Kind.REQUEST, Kind.JOIN, Kind.LEAVE, Kind.CONFIRM, Kind.APPROVAL):
-        return _run_commands(session, cfg, row, msg, dest, now)
-    raise MessageRefused(f"mail to {dest.kind.value} addresses ({row.recipient}) is not handled yet in this version")
+        return Outcome(InboundStatus.IGNORED, f"automated: {verdict.reason}", queued)
+    # The other kinds (COMMAND, REQUEST, JOIN, LEAVE, CONFIRM, APPROVAL) carry commands or a token.
+    return _run_commands(session, cfg, row, msg, dest, now)
 
 
 def _context(session: Session, cfg: Config, row: Stored, msg: Message, dest: Destination,
@@ -198,11 +197,11 @@ def _list_mail(session: Session, cfg: Config, row: Stored, msg: Message, dest: D
     if verdict.automated and (verdict.loop or dest.kind in (Kind.POST, Kind.COMMENTS)):
         # Automated mail to a list (a vacation answer to a post, another list's copy, a bounce) is neither
         # posted nor held nor answered: dropped, and the outcome logged (RFC 3834 §2).
-        status, outcome = InboundStatus.IGNORED.value, f"automated: {verdict.reason}"
+        status, outcome = InboundStatus.IGNORED, f"automated: {verdict.reason}"
     elif dest.kind is Kind.COMMENTS:
         status, outcome = reports.receive_comment(ctx, group)
     elif dest.kind is Kind.OWNER and not allow_caused(session, msg.sender, now, cfg.limits.replies_per_day):
-        status, outcome = InboundStatus.IGNORED.value, "not forwarded: the sender's daily limit is reached"
+        status, outcome = InboundStatus.IGNORED, "not forwarded: the sender's daily limit is reached"
     elif dest.kind is Kind.OWNER:
         status, outcome = lists.to_owners(ctx, group, row.raw)
     else:
@@ -234,7 +233,7 @@ def _run_commands(session: Session, cfg: Config, row: Stored, msg: Message, dest
         # No command at all (prose, a "thank you", unknown lines): one short answer naming people, not a
         # transcript per message.
         if not answers.first_no_command_answer(session, (msg.sender, to), now):
-            return Outcome(InboundStatus.DONE.value, summary + "; answered before, not again", [])
+            return Outcome(InboundStatus.DONE, summary + "; answered before, not again", [])
         template = "replies/no_command.txt"
     queued: list[int] = []
     if allow_reply(session, to, now, cfg.limits.replies_per_day):
@@ -242,7 +241,7 @@ def _run_commands(session: Session, cfg: Config, row: Stored, msg: Message, dest
                         to=[to], parent=msg, auto_submitted="auto-replied", now=now)
         queued.append(enqueue(session, reply, [to], cfg.network.bot_address, now, kind="reply",
                               inbound_id=row.id))
-    return Outcome(InboundStatus.DONE.value, summary, queued)
+    return Outcome(InboundStatus.DONE, summary, queued)
 
 
 def _summary(results: list[tuple[str, Result]], unknown: list[str]) -> str:
@@ -333,7 +332,7 @@ def _quarantine_poison(session: Session, row: Stored, attempts: int, error: str,
         status=InboundStatus.QUARANTINED.value, outcome=f"quarantined: {reason}"[:200], error=reason))
     audit(session, now, "wgbot", "quarantine", detail_inbound=row.id, reason=reason[:500])
     log.error("inbound %d: quarantined as a poison message: %s", row.id, reason)
-    return Outcome(InboundStatus.QUARANTINED.value, reason, [])
+    return Outcome(InboundStatus.QUARANTINED, reason, [])
 
 
 def _process_claimed(session: Session, cfg: Config, row: Stored, attempts: int, error: str,
@@ -349,9 +348,9 @@ def _process_claimed(session: Session, cfg: Config, row: Stored, attempts: int, 
             return _quarantine_poison(session, row, attempts, error, now)
         with watchdog.watching(row.id):
             result = _handle(session, cfg, row, now)
-        session.execute(prepared(session, _finish_inbound), {"b_id": row.id, "b_status": result.status,
+        session.execute(prepared(session, _finish_inbound), {"b_id": row.id, "b_status": result.status.value,
                                                              "b_outcome": result.outcome[:200]})
-        if result.status == InboundStatus.QUARANTINED.value:
+        if result.status is InboundStatus.QUARANTINED:
             session.execute(update(InboundMessage).where(InboundMessage.id == row.id)
                             .values(error=result.outcome))
             audit(session, now, "wgbot", "quarantine", detail_inbound=row.id, reason=result.outcome)
@@ -402,7 +401,7 @@ def _quarantine_fault(session: Session, cfg: Config, row_id: int, exc: Exception
                             reason, now)
     if not refused:
         log.error("inbound %d: fault while processing, quarantined: %s", row_id, reason, exc_info=exc)
-    return Outcome(InboundStatus.QUARANTINED.value, reason, [])
+    return Outcome(InboundStatus.QUARANTINED, reason, [])
 
 
 def pending_ids(sessions: sessionmaker[Session], limit: int = 1000) -> list[int]:

@@ -43,6 +43,7 @@ from wgbot.store import (
     Group,
     GroupStatus,
     InboundMessage,
+    InboundStatus,
     Member,
     Membership,
     OutboxEntry,
@@ -354,18 +355,18 @@ def looped(ctx: Context, group: Group) -> str:
     return ""
 
 
-def receive_post(ctx: Context, group: Group, raw: bytes, inbound_id: int) -> tuple[str, str]:
+def receive_post(ctx: Context, group: Group, raw: bytes, inbound_id: int) -> tuple[InboundStatus, str]:
     """A message to SLUG@: (status, outcome). Loops and automated mail are dropped; others sent or held."""
     msg = ctx.msg
     loop = looped(ctx, group)
     if loop:
-        return "ignored", f"loop: {loop}"
+        return InboundStatus.IGNORED, f"loop: {loop}"
     auto = msg.header("auto-submitted").split(";")[0].strip().lower()
     if auto and auto != "no":
-        return "ignored", f"automated mail (Auto-Submitted: {auto}) is not posted"
+        return InboundStatus.IGNORED, f"automated mail (Auto-Submitted: {auto}) is not posted"
     if group.status != GroupStatus.ACTIVE.value:
         tell_poster(ctx, group, "lists/not_active.txt", {})
-        return "done", f"not posted: {group.slug} is {group.status}"
+        return InboundStatus.DONE, f"not posted: {group.slug} is {group.status}"
     reason = hold_reason(ctx, group, raw)
     if reason:
         excerpt = "\n".join(msg.text.splitlines()[:20])
@@ -373,9 +374,9 @@ def receive_post(ctx: Context, group: Group, raw: bytes, inbound_id: int) -> tup
                        f"let the post \u201c{clean_header_text(msg.subject, 80)}\u201d from {ctx.sender}"
                        f" through to {group.name}", {"inbound_id": inbound_id, "excerpt": excerpt, "reason": reason})
         tell_poster(ctx, group, "lists/held.txt", {"reason": reason, "ref": request.public_ref})
-        return "done", f"held for the contacts: {reason}"
+        return InboundStatus.DONE, f"held for the contacts: {reason}"
     count = distribute(ctx, group, raw, msg, inbound_id)
-    return "done", f"posted to {count} member(s)"
+    return InboundStatus.DONE, f"posted to {count} member(s)"
 
 
 def tell_poster(ctx: Context, group: Group, template: str, context: dict[str, Any]) -> None:
@@ -431,12 +432,12 @@ def expire_held(ctx: Context) -> int:
 # Owner mail (bounces are read in bounces.py)
 
 
-def to_owners(ctx: Context, group: Group, raw: bytes) -> tuple[str, str]:
+def to_owners(ctx: Context, group: Group, raw: bytes) -> tuple[InboundStatus, str]:
     """SLUG-owner@ reaches the group's contacts (forwarded as it came, bounces to the list's bounce address)."""
     owners = [m.address for m in contacts(ctx.session, group)] or list(ctx.cfg.network.secretariat)
     if any(list_address(ctx.cfg, group).lower() in v.lower() for v in ctx.msg.all("x-beenthere")):
-        return "ignored", "loop: mail from this list to its own owners"
+        return InboundStatus.IGNORED, "loop: mail from this list to its own owners"
     enqueue_raw(ctx.session, b"X-Original-To: " + f"{group.slug}-owner@{ctx.cfg.network.list_domain}".encode()
                 + b"\r\n" + raw, ctx.msg.message_id, owners, bounce_address(ctx.cfg, group), ctx.now, "owner",
                 ctx.inbound_id)
-    return "done", f"forwarded to {len(owners)} contact(s)"
+    return InboundStatus.DONE, f"forwarded to {len(owners)} contact(s)"

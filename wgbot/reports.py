@@ -20,7 +20,7 @@ from wgbot.context import ACTIONS, Context, Line, Result, registry
 from wgbot.groups import contacts, is_contact
 from wgbot.lists import distribute, tell_poster
 from wgbot.parse import clean_header_text, parse
-from wgbot.store import Comment, Group, GroupStatus, InboundMessage, PendingAction, Report, audit
+from wgbot.store import Comment, Group, GroupStatus, InboundMessage, InboundStatus, PendingAction, Report, audit
 
 
 @dataclass(frozen=True)
@@ -179,15 +179,15 @@ def open_report(ctx: Context, group: Group) -> Report | None:
         Report.comments_until > ctx.now).order_by(Report.id.desc()))
 
 
-def receive_comment(ctx: Context, group: Group) -> tuple[str, str]:
+def receive_comment(ctx: Context, group: Group) -> tuple[InboundStatus, str]:
     """Mail to SLUG-comments@: stored and acknowledged while a comment period is open, from anyone."""
     report = open_report(ctx, group)
     if report is None:
         tell_poster(ctx, group, "lists/no_comments.txt", {})
-        return "done", "no comment period is open"
+        return InboundStatus.DONE, "no comment period is open"
     held = any(o.comments_held for o in obligations(ctx.rules, ctx.cfg.schedule.general_assembly, ctx.now.date())
                if o.kind == report.kind)
     ctx.session.add(Comment(report_id=report.id, sender=ctx.sender, name=ctx.msg.display_name,
                             text=ctx.msg.text[:50_000], received_at=ctx.now, status="held" if held else "accepted"))
     tell_poster(ctx, group, "lists/comment_received.txt", {"report": report, "held": held})
-    return "done", f"comment on report {report.id} stored" + (" (held for the contacts)" if held else "")
+    return InboundStatus.DONE, f"comment on report {report.id} stored" + (" (held for the contacts)" if held else "")

@@ -67,3 +67,23 @@ def test_the_check_sees_function_level_imports(tmp_path: Path) -> None:
     source.write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from wgbot.commands import X\n"
                       "def f():\n    from wgbot import inbox, LAYERS\n    import wgbot.web\n", encoding="utf-8")
     assert imported(source) == [(3, "commands"), (5, "inbox"), (6, "web")]
+
+
+def private_uses() -> list[str]:
+    """`from wgbot.x import _y` and `x._y` for a sibling module x, in every module of the package."""
+    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    problems = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("wgbot"):
+                problems += [f"{path.name}:{node.lineno} imports {node.module}.{a.name}" for a in node.names
+                             if a.name.startswith("_") and not a.name.startswith("__")]
+            elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
+                  and node.attr.startswith("_") and not node.attr.startswith("__")):
+                problems.append(f"{path.name}:{node.lineno} uses {node.value.id}.{node.attr}")
+    return problems
+
+
+def test_no_private_name_crosses_a_module() -> None:
+    """A name with a leading underscore is used only in its own module: what others need is public."""
+    assert private_uses() == []
