@@ -13,7 +13,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
      "importer"),
     ("outbox", "organisations"),
     ("context", "bounces", "unreadable"),                  # Context, Result, the registry, confirmations
-    ("approvals", "leniency", "answers"),                  # requests that an approver decides
+    ("pending", "leniency", "answers"),                    # requests that wait for a person
     ("groups",),                                           # group and membership facts and changes
     ("invitations", "held", "leaving", "commands"),
     ("lists",),

@@ -15,16 +15,14 @@ from dataclasses import replace
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from wgbot import leniency
+from wgbot import leniency, pending
 from wgbot.context import (
-    ACTIONS,
     FIELD_LINE,
     Context,
     Line,
     Registry,
     Result,
     Spec,
-    confirm_token,
     registry,
     shown,
 )
@@ -32,6 +30,7 @@ from wgbot.countries import country_name
 from wgbot.groups import contacts, supporters
 from wgbot.organisations import spellings, spelt
 from wgbot.parse import clean_header_text, normalise_word
+from wgbot.pending import confirm_token, confirmation
 from wgbot.render import render_fragment
 from wgbot.rules import formation
 from wgbot.store import (
@@ -270,7 +269,8 @@ def cmd_set(ctx: Context, line: Line) -> Result:
         return ctx.result("set", True, "unchanged", group=group, delivery=value, setting=setting)
     what = f"change your delivery in {group.name} to {value}" if setting == "delivery" else \
         f"receive {group.name} digests as {value}"
-    return ctx.pending("set", "set", group, {setting: value}, what, delivery=value, setting=setting)
+    return confirmation(ctx, "set", "set", group, {setting: value}, what, delivery=value,
+                        setting=setting)
 
 
 @registry.command("who", order=60, usage="who GROUP", example="who migrant-inclusion",
@@ -316,6 +316,7 @@ def _requested_membership(ctx: Context, row: PendingAction, group: Group | None)
     return group, membership(ctx.session, group, member) if member else None
 
 
+@pending.confirmed("set")
 def _apply_set(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     group, ms = _requested_membership(ctx, row, group)
     if ms is None:
@@ -333,4 +334,3 @@ def _apply_set(ctx: Context, row: PendingAction, group: Group | None) -> Result:
 
 
 
-ACTIONS["set"] = _apply_set

@@ -1,15 +1,14 @@
 """context: what every command and feature shares, under all of them (wgbot.LAYERS): the Context a command or
 job runs in, its Result, a command's Line and Spec, the registry, tokens and references, finding a group, and
-confirmations (a state change applied when its requester confirms it, SPEC §3 Identity).
+the ledger of jobs done once.
 
-It imports no feature module: features register their commands in `registry` and their confirmed actions in
-`ACTIONS` when they are imported (by inbox, schedule and cli, the places that import the features).
+It imports no feature module: features register their commands in `registry` when they are imported (by
+inbox, the place that imports the features); requests that wait for a person are wgbot.pending's.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import hmac
 import re
 import secrets
 import unicodedata
@@ -19,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from wgbot.config import Config
@@ -27,7 +26,7 @@ from wgbot.outbox import allow_reply, enqueue
 from wgbot.parse import Message, clean_header_text, normalise_word
 from wgbot.render import compose, render_fragment
 from wgbot.rules import NetworkRules, Rules, cached_rules
-from wgbot.store import Group, GroupStatus, Ledger, PendingAction, address_key, prepared, token_hash
+from wgbot.store import Group, GroupStatus, Ledger, address_key, prepared
 
 # `Field: value`, a line of a command's fields (SPEC §3).
 FIELD_LINE = re.compile(r"^([A-Za-z][A-Za-z -]{0,30}):\s*(.*)$")
@@ -238,52 +237,6 @@ class Context:
                 return group, [], None
         return None, [], self.result(name, False, "missing_group")
 
-    def pending(self, template: str, action: str, group: Group | None, payload: dict[str, Any], description: str,
-                /, **context: Any) -> Result:
-        """A state change that needs the sender's confirmation (SPEC §3, Identity); applied at once when the
-        message carries a trusted DMARC pass for its From domain."""
-        if self.trusted:
-            token, _, _ = self.request_confirmation(action, group, payload, description, send=False)
-            return confirm_token(self, token)
-        _, ref, sent = self.request_confirmation(action, group, payload, description)
-        return self.result(template, True, "pending", group=group, ref=ref, sent=sent, **context)
-
-    def request_confirmation(self, action: str, group: Group | None, payload: dict[str, Any],
-                             description: str, send: bool = True) -> tuple[str, str, bool]:
-        """Create a pending action for the sender and mail them the confirmation request: (token, ref, sent)."""
-        key = address_key(self.sender)
-        group_id = group.id if group else None
-        # One pending request per address, action and group: a new request replaces the old one.
-        self.session.execute(prepared(self.session, _replace_pending),
-                             {"b_key": key, "b_action": action, "b_group": group_id, "b_now": self.now})
-        token = new_token()
-        ref = new_public_ref()
-        self.session.execute(prepared(self.session, _insert_pending), {
-            "token_hash": token_hash(token), "public_ref": ref, "action": action, "address_key": key,
-            "group_id": group_id, "payload": {"address": self.sender, **payload}, "created_at": self.now,
-            "expires_at": self.now + dt.timedelta(days=self.cfg.limits.token_days), "used_at": None,
-            "outcome": "", "reminded_at": None})
-        if not send:
-            return token, ref, False
-        local, _, domain = self.cfg.network.bot_address.partition("@")
-        sent = self.send("notices/confirm.txt",
-                         {"token": token, "ref": ref, "description": description, "address": self.sender,
-                          "days": self.cfg.limits.token_days},
-                         self.sender, reply_to=f"{local}+confirm-{token}@{domain}", kind="confirm")
-        return token, ref, sent
-
-
-def _replace_pending(_insert: Any) -> Any:
-    t: Any = PendingAction.__table__
-    return (update(t).where(t.c.address_key == bindparam("b_key"), t.c.action == bindparam("b_action"),
-                            t.c.group_id.is_not_distinct_from(bindparam("b_group")), t.c.used_at.is_(None))
-            .values(used_at=bindparam("b_now"), outcome="replaced"))
-
-
-def _insert_pending(_insert: Any) -> Any:
-    return insert(PendingAction.__table__)  # type: ignore[arg-type]
-
-
 
 def job_context(session: Session, cfg: Config, now: dt.datetime) -> Context:
     """A Context for jobs that act on the bot's own behalf (no inbound message)."""
@@ -304,34 +257,3 @@ def claim(session: Session, key: str, now: dt.datetime) -> bool:
 
 def local(cfg: Config, now: dt.datetime) -> dt.datetime:
     return now.astimezone(zoneinfo.ZoneInfo(cfg.network.timezone))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Confirmation: tokens are single use, expire, and are looked up by their hash
-
-
-def confirm_token(ctx: Context, token: str, hashed: str = "") -> Result:
-    """Apply the pending action behind `token` (or behind `hashed`, its hash as stored with a masked address)."""
-    hashed = hashed or token_hash(token)
-    row = ctx.session.scalar(select(PendingAction).where(PendingAction.token_hash == hashed))
-    if row is None or not hmac.compare_digest(row.token_hash, hashed):
-        return ctx.result("confirm", False, "unknown")
-    if row.used_at is not None:
-        return ctx.result("confirm", False, "used", ref=row.public_ref, outcome_was=row.outcome)
-    if row.expires_at <= ctx.now:
-        return ctx.result("confirm", False, "expired", ref=row.public_ref)
-    if row.action not in ACTIONS:
-        return ctx.result("confirm", False, "not_confirmable", ref=row.public_ref)
-    # Single use, atomically: only the transaction that flips used_at applies the action.
-    claimed = ctx.session.execute(update(PendingAction).where(
-        PendingAction.id == row.id, PendingAction.used_at.is_(None)).values(used_at=ctx.now, outcome="confirmed"))
-    if getattr(claimed, "rowcount", 1) != 1:
-        return ctx.result("confirm", False, "used", ref=row.public_ref, outcome_was="confirmed")
-    group = ctx.session.get(Group, row.group_id) if row.group_id else None
-    return ACTIONS[row.action](ctx, row, group)
-
-
-ApplyAction = Callable[[Context, PendingAction, "Group | None"], Result]
-# The confirmed actions, by name; each feature adds its own when it is imported.
-ACTIONS: dict[str, ApplyAction] = {}
-

@@ -13,15 +13,15 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from wgbot import approvals
+from wgbot import pending
 from wgbot import rules as R
-from wgbot.approvals import request_approval
 from wgbot.config import Config
 from wgbot.context import Context, slugify
 from wgbot.countries import normalise_country
 from wgbot.errors import UsageError
 from wgbot.organisations import canonical, spellings, spelt
 from wgbot.outbox import enqueue
+from wgbot.pending import request_approval
 from wgbot.render import compose
 from wgbot.route import RESERVED_LOCALS, SUFFIXES
 from wgbot.store import (
@@ -253,7 +253,7 @@ def expire_proposals(ctx: Context) -> list[str]:
     return [g.slug for g in expired]
 
 
-@approvals.kind("group")
+@pending.decided("group")
 def _decide_group(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
     if group.status != GroupStatus.PENDING.value:
         return f"nothing changed: the group is {group.status}"

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from wgbot.approvals import request_approval
 from wgbot.context import claim, local, new_token
 from wgbot.groups import contacts
 from wgbot.outbox import enqueue
+from wgbot.pending import request_approval
 from wgbot.render import compose
 from wgbot.store import AuditEntry, Group, PendingAction, token_hash
 

@@ -35,13 +35,13 @@ from wgbot import (
     watchdog,
     workgroups,  # noqa: F401  (its commands and request kinds register on import)
 )
-from wgbot.approvals import decide, read_decision
 from wgbot.config import Config
-from wgbot.context import Context, Result, confirm_token, registry, shown
+from wgbot.context import Context, Result, registry, shown
 from wgbot.errors import MessageRefused
 from wgbot.leniency import address_command
 from wgbot.outbox import allow_caused, allow_reply, enqueue
 from wgbot.parse import Caps, Message, check_caps, clean_header_text, parse, parse_headers, split_head
+from wgbot.pending import confirm_token, decide, read_decision
 from wgbot.render import compose
 from wgbot.route import Destination, Kind, mask_token, route
 from wgbot.store import Group, InboundMessage, InboundStatus, audit, prepared

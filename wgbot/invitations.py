@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
-from wgbot import approvals
-from wgbot.approvals import request_approval
+from wgbot import pending
 from wgbot.groups import audience, supporters
 from wgbot.organisations import domain_registered
 from wgbot.outbox import allow_reply, enqueue
+from wgbot.pending import request_approval
 from wgbot.render import compose
 from wgbot.rules import formation
 from wgbot.store import GroupStatus, Member, Membership, address_key
@@ -101,7 +101,7 @@ def _send(ctx: Context, group: Group, addresses: list[str], context: dict[str, A
     return sent, dropped
 
 
-@approvals.kind("invitations")
+@pending.decided("invitations")
 def decide_invitations(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
     """The secretariat agrees (the invitations go, within each recipient's daily limit) or refuses."""
     if decision != "approve":

@@ -12,11 +12,11 @@ import datetime as dt
 
 from sqlalchemy.orm import Session
 
-from wgbot import approvals
-from wgbot.approvals import request_approval
+from wgbot import pending
 from wgbot.config import Config
 from wgbot.context import Context, job_context
 from wgbot.groups import add_member, close_group, contacts, evaluate_formation, tell
+from wgbot.pending import request_approval
 from wgbot.store import Group, GroupStatus, PendingAction, Role, audit, get_member, membership
 
 
@@ -66,7 +66,7 @@ def leave(ctx: Context, group: Group, address: str, replacement: str = "", ref: 
     return "left_asked"
 
 
-@approvals.kind("keep_group")
+@pending.decided("keep_group")
 def decide_keep(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
     if decision == "approve":
         return "the group stays open; it needs a new contact (the secretariat can add one with 'contact')"

@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from wgbot import approvals, archive
+from wgbot import archive, pending
 from wgbot.bounces import verp_address
 from wgbot.config import Config
 from wgbot.context import Context
@@ -387,7 +387,7 @@ def tell_poster(ctx: Context, group: Group, template: str, context: dict[str, An
                 inbound_id=ctx.inbound_id)
 
 
-@approvals.kind("post")
+@pending.decided("post")
 def decide_post(ctx: Context, request: Any, group: Group, decision: str, reason: str) -> str:
     """The contacts' decision on a held post: approved posts go out; rejected ones are not sent."""
     if decision != "approve":

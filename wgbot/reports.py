@@ -13,13 +13,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from wgbot import approvals
+from wgbot import pending
 from wgbot import rules as R
-from wgbot.approvals import request_approval
-from wgbot.context import ACTIONS, Context, Line, Result, registry
+from wgbot.context import Context, Line, Result, registry
 from wgbot.groups import contacts, is_contact
 from wgbot.lists import distribute, tell_poster
 from wgbot.parse import clean_header_text, parse
+from wgbot.pending import confirmation, request_approval
 from wgbot.store import Comment, Group, GroupStatus, InboundMessage, InboundStatus, PendingAction, Report, audit
 
 
@@ -112,11 +112,12 @@ def cmd_report(ctx: Context, line: Line) -> Result:
     if ctx.msg.size > ctx.cfg.lists.max_post_bytes:
         return ctx.result("report", False, "too_big", group=group, size=ctx.msg.size,
                           limit=ctx.cfg.lists.max_post_bytes)
-    return ctx.pending("report", "report", group, {"inbound_id": ctx.inbound_id, "kind": obligation.kind,
+    return confirmation(ctx, "report", "report", group, {"inbound_id": ctx.inbound_id, "kind": obligation.kind,
                                                    "subject": ctx.msg.subject},
-                       f"submit the {obligation.kind} of {group.name}", kind=obligation.kind)
+                        f"submit the {obligation.kind} of {group.name}", kind=obligation.kind)
 
 
+@pending.confirmed("report")
 def _apply_report(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     assert group is not None
     inbound = ctx.session.get(InboundMessage, row.payload["inbound_id"])
@@ -142,10 +143,9 @@ def _apply_report(ctx: Context, row: PendingAction, group: Group | None) -> Resu
                       deadline=obligation.deadline)
 
 
-ACTIONS["report"] = _apply_report
 
 
-@approvals.kind("report")
+@pending.decided("report")
 def decide_report(ctx: Context, request: PendingAction, group: Group, decision: str, reason: str) -> str:
     """Approved: published to the list (and archived), and a comment period opened where the rules say so. A
     report approved after its deadline counts for the next one (SPEC §4)."""

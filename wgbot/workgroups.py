@@ -3,7 +3,7 @@ join, leave, contact, continue, close, withdraw, approve, reject), what their co
 decisions on the requests they open (a join, an unverified support).
 
 The rules decide (wgbot.rules, pure); the group facts and the state machine forming → pending → active →
-closed are in wgbot.groups, the approval engine in wgbot.approvals, both below this module (wgbot.LAYERS).
+closed are in wgbot.groups, requests that wait for a person in wgbot.pending, both below this module (wgbot.LAYERS).
 It works in the caller's transaction, queues mail and writes the audit log; it never touches the network.
 """
 
@@ -14,10 +14,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from wgbot import approvals
+from wgbot import pending
 from wgbot import rules as R
-from wgbot.approvals import decide, request_approval
-from wgbot.context import ACTIONS, Context, Line, Result, registry, shown, slugify
+from wgbot.context import Context, Line, Result, registry, shown, slugify
 from wgbot.countries import country_name, normalise_country
 from wgbot.groups import (
     add_member,
@@ -32,6 +31,7 @@ from wgbot.invitations import invite
 from wgbot.leaving import leave
 from wgbot.names import name_problem
 from wgbot.organisations import has_register, registered, verify
+from wgbot.pending import confirmation, decide, request_approval
 from wgbot.store import (
     Declaration,
     Delivery,
@@ -54,7 +54,7 @@ _ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 # Decisions on the requests this module opens
 
 
-@approvals.kind("join")
+@pending.decided("join")
 def _decide_join(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
     if decision != "approve":
         return "the request to join was declined"
@@ -85,7 +85,7 @@ def check_support(ctx: Context, group: Group, ms: Membership, address: str) -> s
     return why
 
 
-@approvals.kind("organisation")
+@pending.decided("organisation")
 def decide_organisation(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
     """The office accepts (the support counts from now) or refuses an unverified support."""
     ms = ctx.session.scalar(select(Membership).where(Membership.group_id == group.id,
@@ -151,11 +151,12 @@ def cmd_propose(ctx: Context, line: Line) -> Result:
     bad = [a for a in invited if not _ADDRESS.match(a)]
     if bad or len(invited) > 20:
         return ctx.result("propose", False, "bad_supporters", value=shown(", ".join(bad)) if bad else "more than 20")
-    return ctx.pending("propose", "propose", None,
-                       {"name": name, "introduction": line.text, "supporters": invited, **fields},
-                       f"propose the working group {name}", name=name)
+    return confirmation(ctx, "propose", "propose", None,
+                        {"name": name, "introduction": line.text, "supporters": invited, **fields},
+                        f"propose the working group {name}", name=name)
 
 
+@pending.confirmed("propose")
 def _apply_propose(ctx: Context, row: PendingAction, _: Group | None) -> Result:
     p = row.payload
     slug = slugify(p["name"])
@@ -211,9 +212,10 @@ def cmd_support(ctx: Context, line: Line) -> Result:
     fields, refusal = _newcomer_fields(ctx, "support", group, line, joining=False)
     if refusal is not None:
         return refusal
-    return ctx.pending("support", "support", group, fields, f"support the proposed group {group.name}")
+    return confirmation(ctx, "support", "support", group, fields, f"support the proposed group {group.name}")
 
 
+@pending.confirmed("support")
 def _apply_support(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     assert group is not None
     if group.status != GroupStatus.FORMING.value:
@@ -248,8 +250,9 @@ def cmd_contact(ctx: Context, line: Line) -> Result:
         if len(current) - 1 < ctx.rules.contacts.minimum:
             return ctx.result("contact", False, "minimum", group=group, address=address,
                               minimum=ctx.rules.contacts.minimum)
-    return ctx.pending("contact", f"contact-{verb}", group, {"target": address},
-                       f"{verb} {address} as a {ctx.rules.network.contact} of {group.name}", verb=verb, address=address)
+    return confirmation(ctx, "contact", f"contact-{verb}", group, {"target": address},
+                        f"{verb} {address} as a {ctx.rules.network.contact} of {group.name}", verb=verb,
+                        address=address)
 
 
 def _apply_contact(ctx: Context, row: PendingAction, group: Group | None, verb: str) -> Result:
@@ -281,8 +284,8 @@ def _declare(ctx: Context, line: Line, verb: str) -> Result:
         return ctx.result(verb, False, "closed", group=group)
     if not is_contact(ctx, group):
         return ctx.result(verb, False, "not_contact", group=group)
-    return ctx.pending(verb, verb, group, {"year": ctx.now.year}, f"declare that {group.name} "
-                       + ("continues next year" if verb == "continue" else "should close"))
+    return confirmation(ctx, verb, verb, group, {"year": ctx.now.year}, f"declare that {group.name} "
+                        + ("continues next year" if verb == "continue" else "should close"))
 
 
 @registry.command("continue", order=100, usage="continue GROUP", example="continue migrant-inclusion",
@@ -316,18 +319,19 @@ def cmd_withdraw(ctx: Context, line: Line) -> Result:
     group = ctx.session.scalar(select(Group).where(Group.proposal_ref == ref))
     if group is not None and address_key(group.proposer) == key and group.status in (
             GroupStatus.FORMING.value, GroupStatus.PENDING.value):
-        return ctx.pending("withdraw", "withdraw", group, {"ref": ref}, f"withdraw the proposal {group.name} ({ref})",
-                           what=group.name)
+        return confirmation(ctx, "withdraw", "withdraw", group, {"ref": ref},
+                            f"withdraw the proposal {group.name} ({ref})", what=group.name)
     row = ctx.session.scalar(select(PendingAction).where(PendingAction.public_ref == ref,
                                                          PendingAction.address_key == key,
                                                          PendingAction.used_at.is_(None)))
     if row is None:
         return ctx.result("withdraw", False, "unknown", ref=shown(ref, 20))
     target = ctx.session.get(Group, row.group_id) if row.group_id else None
-    return ctx.pending("withdraw", "withdraw", target, {"ref": ref}, f"withdraw your request {ref}",
-                       what=row.payload.get("summary", ref))
+    return confirmation(ctx, "withdraw", "withdraw", target, {"ref": ref}, f"withdraw your request {ref}",
+                        what=row.payload.get("summary", ref))
 
 
+@pending.confirmed("withdraw")
 def _apply_withdraw(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     ref = row.payload["ref"]
     key = address_key(row.payload["address"])
@@ -380,10 +384,11 @@ def cmd_join(ctx: Context, line: Line) -> Result:
     fields, refusal = _newcomer_fields(ctx, "join", group, line, joining=True)
     if refusal is not None:
         return refusal
-    return ctx.pending("join", "join", group, {"delivery": delivery, **fields},
-                       f"join the group {group.name} ({delivery} delivery)", delivery=delivery)
+    return confirmation(ctx, "join", "join", group, {"delivery": delivery, **fields},
+                        f"join the group {group.name} ({delivery} delivery)", delivery=delivery)
 
 
+@pending.confirmed("join")
 def _apply_join(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     assert group is not None
     payload = row.payload
@@ -425,9 +430,10 @@ def cmd_leave(ctx: Context, line: Line) -> Result:
     if last and not replacement and group.status == GroupStatus.ACTIVE.value \
             and ctx.rules.contacts.last_leaves == "refuse":
         return ctx.result("leave", False, "last_contact", group=group)
-    return ctx.pending("leave", "leave", group, payload, f"leave the group {group.name}", last=last)
+    return confirmation(ctx, "leave", "leave", group, payload, f"leave the group {group.name}", last=last)
 
 
+@pending.confirmed("leave")
 def _apply_leave(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     assert group is not None
     outcome = leave(ctx, group, row.payload["address"], row.payload.get("replacement", ""), row.public_ref)
@@ -437,15 +443,7 @@ def _apply_leave(ctx: Context, row: PendingAction, group: Group | None) -> Resul
                       group=group)
 
 
-ACTIONS.update({
-    "join": _apply_join,
-    "leave": _apply_leave,
-    "propose": _apply_propose,
-    "support": _apply_support,
-    "contact-add": lambda ctx, row, g: _apply_contact(ctx, row, g, "add"),
-    "contact-remove": lambda ctx, row, g: _apply_contact(ctx, row, g, "remove"),
-    "continue": lambda ctx, row, g: _apply_declaration(ctx, row, g, "continue"),
-    "close": lambda ctx, row, g: _apply_declaration(ctx, row, g, "close"),
-    "withdraw": _apply_withdraw,
-})
-
+pending.confirmed("contact-add")(lambda ctx, row, group: _apply_contact(ctx, row, group, "add"))
+pending.confirmed("contact-remove")(lambda ctx, row, group: _apply_contact(ctx, row, group, "remove"))
+pending.confirmed("continue")(lambda ctx, row, group: _apply_declaration(ctx, row, group, "continue"))
+pending.confirmed("close")(lambda ctx, row, group: _apply_declaration(ctx, row, group, "close"))

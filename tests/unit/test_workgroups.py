@@ -23,11 +23,11 @@ from tests.helpers import (
     queued,
     token_from,
 )
-from wgbot.approvals import read_decision
 from wgbot.config import Config
 from wgbot.context import Context
 from wgbot.groups import expire_proposals, list_groups, list_members
 from wgbot.parse import parse
+from wgbot.pending import read_decision
 from wgbot.rules import cached_rules
 from wgbot.store import AuditEntry, Group
 
