@@ -11,7 +11,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("config", "parse", "store"),
     ("rules", "render", "route", "names", "db", "status", "preflight", "handoff", "gate", "mimesafe", "archive",
      "importer"),
-    ("outbox", "organisations"),
+    ("outbox", "organisations", "clibase"),
     ("context", "bounces", "unreadable"),                  # Context, Result, the registry, confirmations
     ("pending", "leniency", "answers"),                    # requests that wait for a person
     ("groups",),                                           # group and membership facts and changes
@@ -21,7 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("workgroups",),
     ("schedule", "inbox", "webdata"),                      # the places that import the features
     ("web", "smtp_server", "imap_poller"),
-    ("app",),
+    ("app", "cligroups"),
     ("cli",),
     ("__main__",),
 )

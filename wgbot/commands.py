@@ -96,30 +96,35 @@ def _read_fields_and_text(spec: Spec, line: Line, body: list[str], i: int) -> in
     return i
 
 
-def read_commands(registry: Registry, subject: str, text: str, max_lines: int) -> tuple[list[Line], list[str], str]:
-    """(commands, unknown lines, why reading stopped) from a Subject and a first text part.
-
-    Reading stops at `end`, a signature line (`-- `), the first quoted line (`>`), after `max_lines` lines
-    with text, or after MAX_UNKNOWN unknown lines. Words in the Subject that are not a command are ignored.
-    """
+def _subject_command(registry: Registry, subject: str, body: list[str]) -> tuple[list[Line], int]:
+    """The Subject's command when its first word is one, and the body line where the body's commands start."""
     lines: list[Line] = []
-    unknown: list[str] = []
-    stopped = ""
     subj = strip_subject(subject)
     if subj:
         words, err = _split(subj)
         if words and registry.lookup(words[0]) is not None and not err:
             lines.append(Line(subj, words[0], words[1:], source="subject"))
-    body = text.split("\n")
-    i = 0
-    seen = 0
     subject_spec = registry.lookup(lines[0].verb) if lines else None
     first = next((b.strip() for b in body if b.strip()), "")
     first_words, _ = _split(first) if first else ([], "")
     if subject_spec is not None and (subject_spec.fields or subject_spec.takes_text) and not (
             first_words and registry.lookup(first_words[0]) is not None):
         # `propose NAME` in the Subject: the body holds its fields and its text.
-        i = _read_fields_and_text(subject_spec, lines[0], body, 0)
+        return lines, _read_fields_and_text(subject_spec, lines[0], body, 0)
+    return lines, 0
+
+
+def read_commands(registry: Registry, subject: str, text: str, max_lines: int) -> tuple[list[Line], list[str], str]:
+    """(commands, unknown lines, why reading stopped) from a Subject and a first text part.
+
+    Reading stops at `end`, a signature line (`-- `), the first quoted line (`>`), after `max_lines` lines
+    with text, or after MAX_UNKNOWN unknown lines. Words in the Subject that are not a command are ignored.
+    """
+    body = text.split("\n")
+    lines, i = _subject_command(registry, subject, body)
+    unknown: list[str] = []
+    stopped = ""
+    seen = 0
     while i < len(body):
         raw = body[i].strip()
         i += 1

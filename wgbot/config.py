@@ -294,6 +294,13 @@ def _check_secret(path: str, key: str, value: str, env: str, needed: bool) -> No
 
 
 def _validate(cfg: Config) -> None:
+    """Every value checked, in the order of the sections; the first problem found is the one reported."""
+    _validate_network(cfg)
+    _validate_mail(cfg)
+    _validate_lists_and_schedule(cfg)
+
+
+def _validate_network(cfg: Config) -> None:
     p = cfg.path
     net = cfg.network
     if not _DOMAIN.match(net.list_domain):
@@ -318,6 +325,10 @@ def _validate(cfg: Config) -> None:
     url = cfg.database.url
     if not (url.startswith("sqlite:") or url.startswith("postgresql")):
         raise ConfigError(p, "database.url", f"expected sqlite:///PATH or postgresql+psycopg://..., got {url!r}")
+
+
+def _validate_mail(cfg: Config) -> None:
+    p = cfg.path
     smtp = cfg.inbound.smtp
     if smtp.protocol not in ("smtp", "lmtp"):
         raise ConfigError(p, "inbound.smtp.protocol", f'expected "smtp" or "lmtp", got {smtp.protocol!r}')
@@ -348,6 +359,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(p, "outbound.connections", "expected 1 to 64")
     if out.lease_seconds < 1:
         raise ConfigError(p, "outbound.lease_seconds", "expected at least 1")
+
+
+def _validate_lists_and_schedule(cfg: Config) -> None:
+    p = cfg.path
     if cfg.lists.from_policy not in ("keep", "munge", "wrap"):
         raise ConfigError(p, "lists.from_policy", f'expected "keep", "munge" or "wrap", got {cfg.lists.from_policy!r}')
     if cfg.lists.archive_url and not cfg.lists.archive_url.startswith(("https://", "http://")):
