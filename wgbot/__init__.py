@@ -10,7 +10,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "resources", "countries", "writegate", "watchdog", "leader", "dsn"),
     ("config", "parse", "store"),
     ("rules", "render", "route", "names", "db", "status", "preflight", "handoff", "gate", "mimesafe", "archive",
-     "importer"),
+     "importer", "transports"),
     ("outbox", "organisations", "clibase"),
     ("context", "bounces", "unreadable"),                  # Context, Result, the registry, confirmations
     ("pending", "leniency", "answers"),                    # requests that wait for a person
