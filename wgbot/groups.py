@@ -19,6 +19,7 @@ from wgbot.config import Config
 from wgbot.context import Context, slugify
 from wgbot.countries import normalise_country
 from wgbot.errors import UsageError
+from wgbot.names import name_problem
 from wgbot.organisations import canonical, spellings, spelt
 from wgbot.outbox import enqueue
 from wgbot.pending import request_approval
@@ -65,8 +66,6 @@ def create_group(session: Session, cfg: Config, name: str, *, contact: str, orga
         raise UsageError(f"cannot use the name {name!r}: {problem}")
     if session.scalar(select(Group.id).where(Group.slug == slug)) is not None:
         raise UsageError(f"a group with the short name {slug!r} exists already")
-    from wgbot.names import name_problem
-
     problem = name_problem(session, name)
     if problem:
         raise UsageError(f"cannot use the name {name!r}: {problem}")

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 # (wgbot.LAYERS): lists, reports and workgroups; workgroups imports invitations and leaving.
 from wgbot import (
     answers,
+    bounces,
     commands,
     gate,
     lists,
@@ -44,6 +45,7 @@ from wgbot.parse import Caps, Message, check_caps, clean_header_text, parse, par
 from wgbot.pending import confirm_token, decide, read_decision
 from wgbot.render import compose
 from wgbot.route import Destination, Kind, mask_token, route
+from wgbot.rules import cached_rules
 from wgbot.store import Group, InboundMessage, InboundStatus, audit, prepared
 from wgbot.unreadable import answer_unreadable
 
@@ -160,10 +162,8 @@ def _handle(session: Session, cfg: Config, row: Stored, now: dt.datetime) -> Out
     dest = route(row.recipient, cfg, group_exists(session))
     if dest is not None and dest.kind is Kind.BOUNCES:
         # Read by the address it came to, whatever its From (issue 11 item 3): never refused by parse().
-        from wgbot.bounces import receive
-
         check_caps(row.raw, caps_for(cfg))
-        return Outcome(*receive(session, cfg, dest, row.raw, now), queued)
+        return Outcome(*bounces.receive(session, cfg, dest, row.raw, now), queued)
     msg = parse(row.raw, caps_for(cfg))
     envelope = _envelope(row)
     verdict = gate.check(msg, envelope if envelope is not None else msg.sender, cfg)
@@ -180,12 +180,10 @@ def _handle(session: Session, cfg: Config, row: Stored, now: dt.datetime) -> Out
 
 def _context(session: Session, cfg: Config, row: Stored, msg: Message, dest: Destination,
              now: dt.datetime) -> Context:
-    from wgbot.rules import cached_rules
-
     return Context(session=session, cfg=cfg, now=now, msg=msg, sender=msg.sender,
-                            reply_address=_reply_to(row, msg), default_group=dest.slug, inbound_id=row.id,
-                            rules=cached_rules(str(cfg.rules_path)),
-                            trusted=gate.trusted_dmarc_pass(cfg, msg.all("authentication-results"), msg.sender))
+                   reply_address=_reply_to(row, msg), default_group=dest.slug, inbound_id=row.id,
+                   rules=cached_rules(str(cfg.rules_path)),
+                   trusted=gate.trusted_dmarc_pass(cfg, msg.all("authentication-results"), msg.sender))
 
 
 def _list_mail(session: Session, cfg: Config, row: Stored, msg: Message, dest: Destination,

@@ -35,7 +35,7 @@ from wgbot.groups import contacts
 from wgbot.held import hold
 from wgbot.mimesafe import message_id_for, reencode_headers, transport_safe
 from wgbot.outbox import allow_reply, enqueue, enqueue_raw, note_queued
-from wgbot.parse import Message, clean_header_text
+from wgbot.parse import Message, clean_header_text, parse
 from wgbot.render import compose, render_fragment
 from wgbot.route import verp_encode
 from wgbot.store import (
@@ -48,6 +48,7 @@ from wgbot.store import (
     Membership,
     OutboxEntry,
     OutgoingMessage,
+    PendingAction,
     Post,
     address_key,
     audit,
@@ -395,8 +396,6 @@ def decide_post(ctx: Context, request: Any, group: Group, decision: str, reason:
     inbound = ctx.session.get(InboundMessage, request.payload["inbound_id"])
     if inbound is None:
         return "the held post is gone"
-    from wgbot.parse import parse
-
     msg = parse(inbound.raw)
     count = distribute(ctx, group, inbound.raw, msg, inbound.id)
     return f"the post was sent to {count} member(s)"
@@ -404,8 +403,6 @@ def decide_post(ctx: Context, request: Any, group: Group, decision: str, reason:
 
 def expire_held(ctx: Context) -> int:
     """Held posts older than [lists] hold_days expire; each poster is told (run by the schedule)."""
-    from wgbot.store import PendingAction
-
     limit = ctx.now - dt.timedelta(days=ctx.cfg.lists.hold_days)
     rows = ctx.session.scalars(select(PendingAction).where(
         PendingAction.action == "approval", PendingAction.used_at.is_(None),
