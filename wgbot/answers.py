@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from wgbot.commands import Context, Result, registry
+from wgbot.context import Context, Result, registry
 from wgbot.outbox import mailbox_key
 from wgbot.store import AuditEntry, audit
 

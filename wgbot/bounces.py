@@ -25,6 +25,7 @@ from wgbot.store import (
     BounceScore,
     Delivery,
     Group,
+    InboundStatus,
     Member,
     Membership,
     address_key,
@@ -60,27 +61,28 @@ def _verified(session: Session, dest: Destination) -> bool | None:
     return None
 
 
-def receive(session: Session, cfg: Config, dest: Destination, raw: bytes, now: dt.datetime) -> tuple[str, str]:
+def receive(session: Session, cfg: Config, dest: Destination, raw: bytes,
+            now: dt.datetime) -> tuple[InboundStatus, str]:
     """A message to a bounce address: (status, outcome). Never quarantined for what it is or how it is formed:
     only a permanent failure at a member's own signed address counts (README "Bounces")."""
     group = session.scalar(select(Group).where(Group.slug == dest.slug))
     if group is None:
-        return "ignored", f"no group {dest.slug}"
+        return InboundStatus.IGNORED, f"no group {dest.slug}"
     if not dest.verp:
-        return "ignored", "report to the shared bounce address: only a member's own VERP address is scored"
+        return InboundStatus.IGNORED, "report to the shared bounce address: only a member's own VERP address is scored"
     probe = _verified(session, dest)
     if probe is None:
-        return "ignored", "the VERP tag does not verify: a report for mail this list did not send"
+        return InboundStatus.IGNORED, "the VERP tag does not verify: a report for mail this list did not send"
     member = get_member(session, dest.verp)
     ms = membership(session, group, member) if member else None
     if member is None or ms is None:
-        return "ignored", f"{dest.verp} is not a member of {group.slug}"
+        return InboundStatus.IGNORED, f"{dest.verp} is not a member of {group.slug}"
     report = dsn.read(raw, dest.verp)
     if report.kind != dsn.PERMANENT:
-        return "ignored", f"{report.kind}: {report.reason}; not counted"
+        return InboundStatus.IGNORED, f"{report.kind}: {report.reason}; not counted"
     if probe:
-        return "done", _disable(session, cfg, group, member, ms, now, "the probe bounced too")
-    return "done", _score(session, cfg, group, member, ms, now, report.reason)
+        return InboundStatus.DONE, _disable(session, cfg, group, member, ms, now, "the probe bounced too")
+    return InboundStatus.DONE, _score(session, cfg, group, member, ms, now, report.reason)
 
 
 def _score(session: Session, cfg: Config, group: Group, member: Member, ms: Membership, now: dt.datetime,

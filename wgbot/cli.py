@@ -1,5 +1,6 @@
-"""The command line (SPEC §8): init, run, process, deliver, group create, groups, members, import, quarantine,
-audit, status. It parses arguments, opens the store and calls the steps; it holds no domain logic.
+"""The command line (SPEC §8): init, run, status, process, tick, deliver, quarantine, archive, check-rules, audit,
+and `main`; the commands about groups and members are in wgbot.cligroups, what both share in wgbot.clibase.
+It parses arguments, opens the store and calls the steps; it holds no domain logic.
 
 Imports are made inside each command, so `wgbot --help` and `wgbot process` start fast (an MTA pipe starts one
 process per message). Exit codes: 0 success, 2 bad usage or configuration, 1 other failures.
@@ -10,133 +11,30 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import logging
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from wgbot.clibase import (
+    EX_TEMPFAIL,
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    Fail,
+    config_path,
+    delivery,
+    load,
+    open_store,
+    print_table,
+    store_engine,
+    utcnow,
+)
+from wgbot.cligroups import add_group_commands
+
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session, sessionmaker
 
     from wgbot.config import Config
-
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
-EX_TEMPFAIL = 75   # sysexits.h: the MTA keeps the message and tries again
-log = logging.getLogger("wgbot")
-
-
-class Fail(Exception):
-    """A failure to report on stderr with an exit code."""
-
-    def __init__(self, message: str, code: int = EXIT_FAILURE) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def config_path(arg: str | None) -> Path:
-    """--config, else ./config.toml, else $WGBOT_CONFIG (SPEC §8)."""
-    if arg:
-        return Path(arg)
-    here = Path("config.toml")
-    if here.exists():
-        return here
-    env = os.environ.get("WGBOT_CONFIG")
-    return Path(env) if env else here
-
-
-def load(args: argparse.Namespace, rules: bool = True) -> Config:
-    from wgbot.config import load_config
-    from wgbot.errors import ConfigError
-
-    path = config_path(args.config)
-    if not path.exists():
-        raise Fail(f"{path}: no configuration file here; run `wgbot init` to create one, or pass --config PATH",
-                   EXIT_USAGE)
-    try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        raise Fail(f"configuration error: {exc}", EXIT_USAGE) from exc
-    setup_logging(cfg.log.level)
-    if rules:
-        from wgbot.errors import RulesError
-        from wgbot.rules import cached_rules
-
-        try:
-            cached_rules(str(cfg.rules_path))
-        except RulesError as exc:
-            raise Fail(f"rules error (network.rules in {path}): {exc}", EXIT_USAGE) from exc
-    return cfg
-
-
-class MaskTokens(logging.Filter):
-    """No live confirmation or approval token in any log line (aiosmtpd logs RCPT TO at DEBUG): each is shown
-    as its hash, the form the store keeps."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        from wgbot.route import mask_tokens_in
-
-        text = record.getMessage()
-        masked = mask_tokens_in(text)
-        if masked != text:
-            record.msg, record.args = masked, ()
-        return True
-
-
-def setup_logging(level: str) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        root.addHandler(handler)
-    root.setLevel(level.upper())
-    for each in root.handlers:
-        if not any(isinstance(f, MaskTokens) for f in each.filters):
-            each.addFilter(MaskTokens())
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # our tick logs what it did
-    # aiosmtpd logs every SMTP command at INFO; our own one line per message is what an operator reads.
-    if level.upper() != "DEBUG":
-        logging.getLogger("mail.log").setLevel(logging.WARNING)
-
-
-def store_engine(cfg: Config) -> Any:
-    """The store's engine, once one connection worked; an operator's mistake (no driver, no server, no such
-    database or folder) is one line naming the file and the key (wgbot/preflight.py)."""
-    from wgbot import preflight
-    from wgbot.db import database_url
-    from wgbot.errors import ConfigError
-    from wgbot.store import make_engine
-
-    try:
-        preflight.check_database(cfg)
-        engine = make_engine(database_url(cfg))
-        preflight.opened(cfg, engine)
-    except ConfigError as exc:
-        raise Fail(f"configuration error: {exc}", EXIT_USAGE) from None
-    return engine
-
-
-def open_store(cfg: Config, must_exist: bool = True) -> sessionmaker[Session]:
-    from wgbot.db import is_initialised
-    from wgbot.store import make_sessionmaker
-
-    engine = store_engine(cfg)
-    if must_exist and not is_initialised(engine):
-        raise Fail(f"the database ({cfg.database.url}) has no tables yet; run `wgbot init`", EXIT_USAGE)
-    return make_sessionmaker(engine)
-
-
-def _delivery(cfg: Config) -> sessionmaker[Session]:
-    from wgbot.db import delivery_sessions
-
-    return delivery_sessions(cfg)  # type: ignore[no-any-return]
-
 
 # ------------------------------------------------------------------------------------------------ commands
 
@@ -291,7 +189,7 @@ def _process_here(args: argparse.Namespace, inputs: list[tuple[str, bytes]]) -> 
                 state = f"{status}: {text} (processed by another wgbot, or an earlier copy of this message)"
             print(f"{name}: inbound {row_id}: {state}")
     if not args.no_deliver:
-        report = outbox.deliver_due(_delivery(cfg), cfg, utcnow)
+        report = outbox.deliver_due(delivery(cfg), cfg, utcnow)
         if report.sent or report.deferred or report.failed:
             print(f"delivery: {report}")
     return EXIT_FAILURE if failures else EXIT_OK
@@ -309,77 +207,8 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
     cfg = load(args)
     open_store(cfg)
-    report = outbox.deliver_due(_delivery(cfg), cfg, utcnow)
+    report = outbox.deliver_due(delivery(cfg), cfg, utcnow)
     print(f"delivery: {report}")
-    return EXIT_OK
-
-
-def cmd_import(args: argparse.Namespace) -> int:
-    from wgbot.commands import find_group
-    from wgbot.importer import ImportError_, check_file, import_rows, rows_of
-
-    cfg = load(args)
-    path = Path(args.file)
-
-    def refused(problems: list[str]) -> Fail:
-        shown = problems[:20]
-        more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
-        return Fail(f"{args.file}: nothing was imported:\n" + "\n".join(f"  {args.file}: {p}" for p in shown) + more)
-
-    try:
-        count = check_file(path)
-        sessions = open_store(cfg)
-        with sessions.begin() as session:
-            group = find_group(session, args.group)
-            if group is None:
-                raise Fail(f"no group {args.group!r}; `wgbot groups` lists them")
-            if sys.stderr.isatty() and count > 2000:
-                from rich.progress import Progress
-
-                with Progress(transient=True) as bar:
-                    task = bar.add_task(f"importing into {group.slug}", total=count)
-                    result = import_rows(session, group, rows_of(path), utcnow(), lambda n: bar.advance(task, n))
-            else:
-                result = import_rows(session, group, rows_of(path), utcnow())
-            slug = group.slug
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Fail(f"{args.file}: cannot read: {exc}") from exc
-    except ImportError_ as exc:
-        raise refused(exc.problems) from exc
-    print(f"{args.file}: {result.rows} row(s): {result.joined} joined {slug}, {result.new_members} new member(s), "
-          f"{result.updated} updated, {result.rows - result.joined} already members")
-    return EXIT_OK
-
-
-def cmd_organisations(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
-    from wgbot.organisations import RegisterError, import_register
-    from wgbot.store import Organisation
-
-    cfg = load(args)
-    sessions = open_store(cfg)
-    if args.action == "list":
-        with sessions() as session:
-            rows = [{"name": o.name, "country": o.country, "domains": o.domains}
-                    for o in session.scalars(select(Organisation).order_by(Organisation.name))]
-        if args.json:
-            print(json.dumps(rows, indent=2, ensure_ascii=False))
-        else:
-            _print_table(rows, ["name", "country", "domains"])
-        return EXIT_OK
-    if not args.file:
-        raise Fail("organisations import: give the CSV file (columns name,country,domains)", EXIT_USAGE)
-    try:
-        with sessions.begin() as session:
-            result = import_register(session, Path(args.file), utcnow())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise Fail(f"{args.file}: cannot read: {exc}") from exc
-    except RegisterError as exc:
-        problems = "\n".join(f"  {args.file}: {p}" for p in exc.problems[:20])
-        raise Fail(f"{args.file}: nothing was imported:\n{problems}") from None
-    print(f"{args.file}: {result.rows} organisation(s): {result.added} added, {result.updated} updated, "
-          f"{result.rows - result.added - result.updated} unchanged")
     return EXIT_OK
 
 
@@ -403,104 +232,9 @@ def cmd_tick(args: argparse.Namespace) -> int:
     sessions = open_store(cfg)
     report = tick(sessions, cfg, now.astimezone(dt.UTC))
     print(f"tick {now.isoformat(timespec='minutes')}: {report}")
-    delivered = outbox.deliver_due(_delivery(cfg), cfg, lambda: max(now.astimezone(dt.UTC), utcnow()))
+    delivered = outbox.deliver_due(delivery(cfg), cfg, lambda: max(now.astimezone(dt.UTC), utcnow()))
     if delivered.sent or delivered.deferred or delivered.failed:
         print(f"delivery: {delivered}")
-    return EXIT_OK
-
-
-def cmd_group_create(args: argparse.Namespace) -> int:
-    from wgbot import groups
-    from wgbot.errors import UsageError
-
-    cfg = load(args)
-    sessions = open_store(cfg)
-    try:
-        with sessions.begin() as session:
-            group = groups.create_group(session, cfg, args.name, contact=args.contact,
-                                        organisation=args.organisation or "", country=args.country or "",
-                                        introduction=args.introduction or "", now=utcnow())
-            slug = group.slug
-    except UsageError as exc:
-        raise Fail(str(exc), EXIT_USAGE) from exc
-    print(f"created group {args.name!r}: list {slug}@{cfg.network.list_domain}, contact {args.contact}")
-    return EXIT_OK
-
-
-def cmd_group_set(args: argparse.Namespace) -> int:
-    from sqlalchemy import select
-
-    from wgbot.commands import find_group
-    from wgbot.store import Membership, audit, get_member
-
-    cfg = load(args)
-    with open_store(cfg).begin() as session:
-        group = find_group(session, args.group)
-        if group is None:
-            raise Fail(f"no group {args.group!r}; `wgbot groups` lists them")
-        changes = []
-        if args.from_policy is not None:
-            group.from_policy = "" if args.from_policy == "default" else args.from_policy
-            changes.append(f"from_policy={args.from_policy}")
-        if args.archive is not None:
-            group.archive = "" if args.archive == "default" else args.archive
-            changes.append(f"archive={args.archive}")
-        for address, flag in [(a, True) for a in args.moderate or []] + [(a, False) for a in args.unmoderate or []]:
-            member = get_member(session, address)
-            ms = session.scalar(select(Membership).where(Membership.group_id == group.id,
-                                                         Membership.member_id == member.id)) if member else None
-            if ms is None:
-                raise Fail(f"{address} is not a member of {group.slug}")
-            ms.moderated = flag
-            changes.append(f"{'moderate' if flag else 'unmoderate'} {address}")
-        if not changes:
-            raise Fail("nothing to change; see `wgbot group set --help`", EXIT_USAGE)
-        audit(session, utcnow(), "operator", "group-set", group.slug, changes=changes)
-        print(f"{group.slug}: " + ", ".join(changes))
-    return EXIT_OK
-
-
-def _print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:
-    if not rows:
-        return
-    cells = [[", ".join(map(str, r[c])) if isinstance(r[c], list) else str(r[c]) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
-
-
-def cmd_groups(args: argparse.Namespace) -> int:
-    from wgbot import groups
-
-    cfg = load(args)
-    with open_store(cfg)() as session:
-        rows = groups.list_groups(session)
-    if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
-    elif rows:
-        _print_table(rows, ["slug", "name", "status", "members", "contacts", "countries"])
-    else:
-        print("no groups yet; create one with `wgbot group create NAME --contact ADDRESS`")
-    return EXIT_OK
-
-
-def cmd_members(args: argparse.Namespace) -> int:
-    from wgbot import groups
-    from wgbot.commands import find_group
-
-    cfg = load(args)
-    with open_store(cfg)() as session:
-        group = find_group(session, args.group)
-        if group is None:
-            raise Fail(f"no group {args.group!r}; `wgbot groups` lists them")
-        rows = groups.list_members(session, group)
-    if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
-    elif rows:
-        _print_table(rows, ["address", "organisation", "country", "role", "delivery"])
-    else:
-        print(f"{group.slug} has no members")
     return EXIT_OK
 
 
@@ -523,7 +257,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(data, indent=2))
         elif data:
-            _print_table(data, ["id", "received", "from", "to", "reason"])
+            print_table(data, ["id", "received", "from", "to", "reason"])
         else:
             print("the quarantine is empty")
         return EXIT_OK
@@ -550,8 +284,9 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     results = inbox.process_pending(sessions, cfg, utcnow, ids=ids)
     for row_id, outcome in sorted(results.items()):
         print(f"inbound {row_id}: {outcome.status}: {outcome.outcome}")
-    outbox.deliver_due(_delivery(cfg), cfg, utcnow)
-    print(f"{count} message(s) re-run, {sum(1 for o in results.values() if o.status != 'quarantined')} left quarantine")
+    outbox.deliver_due(delivery(cfg), cfg, utcnow)
+    left = sum(1 for o in results.values() if o.status is not InboundStatus.QUARANTINED)
+    print(f"{count} message(s) re-run, {left} left quarantine")
     return EXIT_OK
 
 
@@ -560,7 +295,7 @@ def cmd_archive(args: argparse.Namespace) -> int:
 
     from sqlalchemy import select
 
-    from wgbot.commands import find_group
+    from wgbot.context import find_group
     from wgbot.store import Post
 
     cfg = load(args)
@@ -650,6 +385,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", metavar="PATH", help="the configuration file (default ./config.toml)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
+    _running_commands(sub)
+    add_group_commands(sub)
+    _record_commands(sub)
+    return parser
+
+
+def _running_commands(sub: Any) -> None:
+    """init, run, status, process, tick, deliver."""
     p = sub.add_parser("init", help="create the database (and config.toml from the example, if missing)",
                        description="Create config.toml from the example if it is missing, then create or upgrade "
                                    "the database with its migrations.")
@@ -701,59 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "failures are retried later with backoff; 5xx answers are permanent.")
     p.set_defaults(func=cmd_deliver)
 
-    p = sub.add_parser("group", help="manage groups as the operator", description="Manage groups as the operator.")
-    gsub = p.add_subparsers(dest="group_command", metavar="ACTION")
-    gsub.required = True
-    c = gsub.add_parser("create", help="create an active group directly",
-                        description="Create an active group with one contact (recorded in the audit log).")
-    c.add_argument("name", metavar="NAME", help="the group's name; its slug is derived from it")
-    c.add_argument("--contact", required=True, metavar="ADDRESS", help="the group's first contact")
-    c.add_argument("--organisation", metavar="ORG", help="the contact's organisation")
-    c.add_argument("--country", metavar="CC", help="the contact's country (code or name)")
-    c.add_argument("--introduction", metavar="TEXT", help="the group's introduction text")
-    c.set_defaults(func=cmd_group_create)
-    c = gsub.add_parser("set", help="change a group's list settings",
-                        description="Change a group's From policy for DMARC, or put members under moderation.")
-    c.add_argument("group", metavar="GROUP", help="the group's slug or name")
-    c.add_argument("--archive", choices=["public", "private", "default"],
-                   help="publish the group's list archive on the web pages, or not (default: [web] archives)")
-    c.add_argument("--from-policy", choices=["munge", "wrap", "keep", "default"],
-                   help="how the list rewrites From (default: the network's [lists] from_policy)")
-    c.add_argument("--moderate", action="append", metavar="ADDRESS", help="hold this member's posts (repeatable)")
-    c.add_argument("--unmoderate", action="append", metavar="ADDRESS", help="stop holding this member's posts")
-    c.set_defaults(func=cmd_group_set)
 
-    p = sub.add_parser("import", help="add members to a group from a CSV file",
-                       description="Add members from a CSV file with a header row and the columns address, name, "
-                                   "organisation, country, delivery (only address is required). No confirmation is "
-                                   "asked; importing again changes nothing; a bad row is reported with its line "
-                                   "number and then nothing is imported.")
-    p.add_argument("group", metavar="GROUP", help="the group's slug or name")
-    p.add_argument("file", metavar="FILE.csv", help="the CSV file (UTF-8)")
-    p.set_defaults(func=cmd_import)
-
-    p = sub.add_parser("organisations", help="the register of member organisations and their mail domains",
-                       description="The network's register of member organisations. `import FILE.csv` adds or "
-                                   "updates organisations from a CSV file with a header row name,country,domains "
-                                   "(domains separated by spaces, e.g. \"comune.bologna.it bologna.it\"); all or "
-                                   "nothing; importing again changes nothing. With a register, a support of a "
-                                   "proposal counts only when the sender's mail domain belongs to the organisation "
-                                   "named; otherwise the secretariat is asked to accept it first.")
-    p.add_argument("action", choices=["import", "list"], help="import a CSV file, or list the register")
-    p.add_argument("file", nargs="?", metavar="FILE.csv", help="import: the CSV file (UTF-8)")
-    p.add_argument("--json", action="store_true", help="list: print JSON")
-    p.set_defaults(func=cmd_organisations)
-
-    p = sub.add_parser("groups", help="list the groups", description="List the groups.")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_groups)
-
-    p = sub.add_parser("members", help="list a group's members",
-                       description="List a group's members, contacts included.")
-    p.add_argument("group", metavar="GROUP", help="the group's slug or name")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.set_defaults(func=cmd_members)
-
+def _record_commands(sub: Any) -> None:
+    """quarantine, archive, check-rules, audit."""
     p = sub.add_parser("quarantine", help="list, show or re-run messages that could not be processed",
                        description="Messages that could not be processed are kept here with their error.")
     p.add_argument("action", choices=["list", "show", "retry"], help="what to do")
@@ -781,7 +474,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=100, help="the last N entries (default 100)")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_audit)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -241,7 +241,7 @@ def _check_value(path: str, key: str, tp: Any, value: Any, error: ErrorFactory =
         if dataclasses.is_dataclass(inner):
             if not isinstance(value, list):
                 raise error(path, key, "expected a list of tables ([[...]])")
-            return tuple(_build(typing.cast(type, inner), item, path, f"{key}[{i}]", error)
+            return tuple(build_from_table(typing.cast(type, inner), item, path, f"{key}[{i}]", error)
                          for i, item in enumerate(value))
         ok = isinstance(value, list) and all(
             isinstance(v, inner) and not isinstance(v, bool) for v in value)
@@ -253,7 +253,7 @@ def _check_value(path: str, key: str, tp: Any, value: Any, error: ErrorFactory =
     return value
 
 
-def _build(cls: type[Any], table: Any, path: str, prefix: str, error: ErrorFactory = ConfigError) -> Any:
+def build_from_table(cls: type[Any], table: Any, path: str, prefix: str, error: ErrorFactory = ConfigError) -> Any:
     """One dataclass from one TOML table: unknown keys, wrong types and missing values are errors."""
     if not isinstance(table, dict):
         raise error(path, prefix, "expected a table")
@@ -269,7 +269,7 @@ def _build(cls: type[Any], table: Any, path: str, prefix: str, error: ErrorFacto
             raise error(path, dotted, f"unknown key (known keys here: {known})")
         tp = hints[key]
         if dataclasses.is_dataclass(tp):
-            kwargs[key] = _build(typing.cast(type, tp), value, path, dotted, error)
+            kwargs[key] = build_from_table(typing.cast(type, tp), value, path, dotted, error)
         else:
             kwargs[key] = _check_value(path, dotted, tp, value, error)
     for name, f in fields.items():
@@ -294,6 +294,13 @@ def _check_secret(path: str, key: str, value: str, env: str, needed: bool) -> No
 
 
 def _validate(cfg: Config) -> None:
+    """Every value checked, in the order of the sections; the first problem found is the one reported."""
+    _validate_network(cfg)
+    _validate_mail(cfg)
+    _validate_lists_and_schedule(cfg)
+
+
+def _validate_network(cfg: Config) -> None:
     p = cfg.path
     net = cfg.network
     if not _DOMAIN.match(net.list_domain):
@@ -318,6 +325,10 @@ def _validate(cfg: Config) -> None:
     url = cfg.database.url
     if not (url.startswith("sqlite:") or url.startswith("postgresql")):
         raise ConfigError(p, "database.url", f"expected sqlite:///PATH or postgresql+psycopg://..., got {url!r}")
+
+
+def _validate_mail(cfg: Config) -> None:
+    p = cfg.path
     smtp = cfg.inbound.smtp
     if smtp.protocol not in ("smtp", "lmtp"):
         raise ConfigError(p, "inbound.smtp.protocol", f'expected "smtp" or "lmtp", got {smtp.protocol!r}')
@@ -348,6 +359,10 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(p, "outbound.connections", "expected 1 to 64")
     if out.lease_seconds < 1:
         raise ConfigError(p, "outbound.lease_seconds", "expected at least 1")
+
+
+def _validate_lists_and_schedule(cfg: Config) -> None:
+    p = cfg.path
     if cfg.lists.from_policy not in ("keep", "munge", "wrap"):
         raise ConfigError(p, "lists.from_policy", f'expected "keep", "munge" or "wrap", got {cfg.lists.from_policy!r}')
     if cfg.lists.archive_url and not cfg.lists.archive_url.startswith(("https://", "http://")):
@@ -385,7 +400,7 @@ def parse_config(data: dict[str, Any], path: str = "<config>") -> Config:
     """A Config from an already-parsed TOML document."""
     if "network" not in data:
         raise ConfigError(path, "network", "missing; the [network] table is required")
-    cfg = _build(Config, data, path, "")
+    cfg = build_from_table(Config, data, path, "")
     cfg = dataclasses.replace(cfg, path=path)
     _validate(cfg)
     return typing.cast(Config, cfg)

@@ -14,8 +14,8 @@ from email.utils import format_datetime, make_msgid
 
 from sqlalchemy import func, select, update
 
-from wgbot.commands import Context
-from wgbot.lists import _COMPAT, archive_url, fan_out, list_address, list_headers
+from wgbot.context import Context
+from wgbot.lists import COMPAT, archive_url, fan_out, list_address, list_headers
 from wgbot.parse import clean_header_text, parse
 from wgbot.render import POLICY, render_fragment
 from wgbot.store import Group, Ledger, Membership, Post
@@ -42,7 +42,7 @@ def _entries(posts: list[Post]) -> list[dict[str, str]]:
             text = parse(post.raw).text
         except Exception:  # an archived post that no longer parses still gets a line in the digest
             text = "(this message could not be shown as text)"
-        original = email.message_from_bytes(post.raw, policy=_COMPAT)
+        original = email.message_from_bytes(post.raw, policy=COMPAT)
         out.append({"subject": clean_header_text(post.subject or "(no subject)", 200),
                     "sender": clean_header_text(str(original.get("From", post.sender)), 200),
                     "date": format_datetime(post.posted_at), "text": text.strip()})

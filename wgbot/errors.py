@@ -4,8 +4,7 @@
     ├── ConfigError        the configuration file is wrong (names the file and the key); exit code 2
     ├── RulesError         a rules file is wrong (names the file, the rule and the field); exit code 2
     ├── UsageError         the command line is wrong; exit code 2
-    ├── MessageRefused     an inbound message cannot be read at all (caps, no single From, ...)
-    └── DeliveryError      the outbound relay failed in a way the outbox records
+    └── MessageRefused     an inbound message cannot be read at all (caps, no single From, ...)
 
 Ordinary outcomes (a held post, an unknown command, an automated message) are return values, not
 exceptions: exceptions are for faults.
@@ -44,10 +43,6 @@ class UsageError(WgbotError):
 
 class MessageRefused(WgbotError):
     """An inbound message cannot be processed at all; the text says why, for the operator."""
-
-
-class DeliveryError(WgbotError):
-    """The outbound relay could not be used."""
 
 
 # SMTP/LMTP replies (SPEC §6). Our own faults are always 4xx: a 5xx makes the sending MTA bounce good mail.

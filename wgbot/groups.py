@@ -1,22 +1,44 @@
-"""groups: creating groups and reading them for the operator's command line (`group create`, `groups`,
-`members`). The email commands about groups live in commands.py; this module never sends mail.
+"""groups: facts about a group and its members (contacts, supporters, the audiences of SPEC §4) and the changes
+every feature makes to them (constitute, close, add a member, recount the formation rule), applied in the
+caller's transaction; and the operator's `group create`, `groups` and `members`. It sits under the features
+(wgbot.LAYERS) and imports none of them; the email commands about groups are in workgroups.py.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from wgbot.commands import slugify
+from wgbot import pending
+from wgbot import rules as R
 from wgbot.config import Config
+from wgbot.context import Context, slugify
 from wgbot.countries import normalise_country
 from wgbot.errors import UsageError
+from wgbot.names import name_problem
 from wgbot.organisations import canonical, spellings, spelt
+from wgbot.outbox import enqueue
+from wgbot.pending import request_approval
+from wgbot.render import compose
 from wgbot.route import RESERVED_LOCALS, SUFFIXES
-from wgbot.store import Delivery, Group, GroupStatus, Member, Membership, Role, audit, get_or_create_member
+from wgbot.store import (
+    Delivery,
+    Group,
+    GroupStatus,
+    Member,
+    Membership,
+    PendingAction,
+    Role,
+    address_key,
+    audit,
+    get_member,
+    get_or_create_member,
+    membership,
+)
 
 
 def check_slug(slug: str, cfg: Config) -> str | None:
@@ -44,8 +66,6 @@ def create_group(session: Session, cfg: Config, name: str, *, contact: str, orga
         raise UsageError(f"cannot use the name {name!r}: {problem}")
     if session.scalar(select(Group.id).where(Group.slug == slug)) is not None:
         raise UsageError(f"a group with the short name {slug!r} exists already")
-    from wgbot.names import name_problem
-
     problem = name_problem(session, name)
     if problem:
         raise UsageError(f"cannot use the name {name!r}: {problem}")
@@ -101,3 +121,143 @@ def list_members(session: Session, group: Group) -> list[dict[str, Any]]:
     table = spellings(session)
     return [{"address": a, "name": n, "organisation": spelt(table, o), "country": c, "role": r, "delivery": d}
             for a, n, o, c, r, d in rows]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Facts about a group
+
+
+def contacts(session: Session, group: Group) -> list[Member]:
+    return list(session.scalars(select(Member).join(Membership).where(
+        Membership.group_id == group.id, Membership.role == Role.CONTACT.value).order_by(Membership.id)))
+
+
+def supporters(session: Session, group: Group) -> list[R.Supporter]:
+    rows = session.execute(select(Member.organisation, Member.country, Member.address, Membership.verified)
+                           .join(Membership).where(Membership.group_id == group.id).order_by(Membership.id)).all()
+    return [R.Supporter(org, country, address, verified) for org, country, address, verified in rows]
+
+
+def audience(ctx: Context, names: Iterable[str], group: Group | None, exclude: Iterable[str] = ()) -> list[str]:
+    """The addresses of the named audiences of SPEC §4's 'who is told of what'."""
+    out: dict[str, str] = {}
+    for name in names:
+        found: list[str] = []
+        if name == "secretariat":
+            found = list(ctx.cfg.network.secretariat)
+        elif name == "proposer" and group is not None and group.proposer:
+            found = [group.proposer]
+        elif name == "contacts" and group is not None:
+            found = [m.address for m in contacts(ctx.session, group)]
+        elif name in ("supporters", "members") and group is not None:
+            found = list(ctx.session.scalars(select(Member.address).join(Membership)
+                                             .where(Membership.group_id == group.id)))
+        elif name == "network":
+            found = list(ctx.session.scalars(select(Member.address).join(Membership).distinct()))
+        for address in found:
+            out.setdefault(address_key(address), address)
+    for address in exclude:
+        out.pop(address_key(address), None)
+    return list(out.values())
+
+
+def tell(ctx: Context, names: Iterable[str], group: Group | None, template: str, context: dict[str, Any],
+         exclude: Iterable[str] = ()) -> list[str]:
+    """Queue a notice to each address of the named audiences (not rate-limited: these follow confirmed acts)."""
+    sent = []
+    for address in audience(ctx, names, group, exclude):
+        msg = compose(ctx.cfg, template, {"group": group, "rules": ctx.rules, **context}, to=[address], now=ctx.now)
+        enqueue(ctx.session, msg, [address], ctx.cfg.network.bot_address, ctx.now, kind="notice",
+                inbound_id=ctx.inbound_id)
+        sent.append(address)
+    return sent
+
+
+def is_contact(ctx: Context, group: Group, address: str | None = None) -> bool:
+    member = get_member(ctx.session, address or ctx.sender)
+    ms = membership(ctx.session, group, member) if member else None
+    return ms is not None and ms.role == Role.CONTACT.value
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Changes
+
+
+def activate(ctx: Context, group: Group, rule: str) -> None:
+    group.status = GroupStatus.ACTIVE.value
+    group.activated_at = ctx.now
+    audit(ctx.session, ctx.now, "wgbot", "constituted", group.slug, rule=rule)
+    tell(ctx, ctx.rules.notify.constituted, group, "notices/constituted.txt",
+         {"domain": ctx.cfg.network.list_domain, "contacts": contacts(ctx.session, group)})
+
+
+def close_group(ctx: Context, group: Group, reason: str) -> None:
+    if group.status == GroupStatus.CLOSED.value:
+        return
+    tell(ctx, ctx.rules.notify.closed, group, "notices/closed.txt", {"reason": reason})
+    group.status = GroupStatus.CLOSED.value
+    group.closed_at = ctx.now
+    group.closed_reason = reason[:500]
+    # Requests about a closed group can no longer be decided.
+    ctx.session.execute(update(PendingAction).where(PendingAction.group_id == group.id,
+                                                    PendingAction.used_at.is_(None))
+                        .values(used_at=ctx.now, outcome="group closed"))
+    audit(ctx.session, ctx.now, ctx.sender, "closed", group.slug, reason=reason)
+
+
+def evaluate_formation(ctx: Context, group: Group) -> R.Decision:
+    """Recount the supporters; on reaching the threshold constitute the group as the rules say."""
+    decision = R.formation(ctx.rules, supporters(ctx.session, group))
+    if not decision.ok or group.status != GroupStatus.FORMING.value:
+        return decision
+    status = R.constitution_status(ctx.rules)
+    audit(ctx.session, ctx.now, "wgbot", "threshold-reached", group.slug, rule=decision.rule, facts=decision.reason)
+    if status == GroupStatus.ACTIVE.value:
+        activate(ctx, group, decision.rule)
+    else:
+        group.status = GroupStatus.PENDING.value
+        request_approval(ctx, "group", group, group.proposer, list(ctx.cfg.network.secretariat),
+                         f"formation.constituted_by={ctx.rules.formation.constituted_by}",
+                         f"constitute the working group {group.name}")
+    return decision
+
+
+def add_member(ctx: Context, group: Group, address: str, fields: dict[str, Any], role: str = Role.MEMBER.value,
+               delivery: str = Delivery.REGULAR.value) -> Membership:
+    member = get_or_create_member(ctx.session, address, ctx.now)
+    if fields.get("organisation"):
+        member.organisation = canonical(ctx.session, fields["organisation"])
+    if fields.get("country"):
+        member.country = fields["country"]
+    ms = membership(ctx.session, group, member)
+    if ms is None:
+        ms = Membership(group_id=group.id, member_id=member.id, role=role,
+                        delivery=fields.get("delivery", delivery), joined_at=ctx.now)
+        ctx.session.add(ms)
+        ctx.session.flush()
+    elif role == Role.CONTACT.value:
+        ms.role = role
+    return ms
+
+
+def expire_proposals(ctx: Context) -> list[str]:
+    """Close forming proposals older than formation.proposal_expiry_days (run by the schedule); their slugs."""
+    limit = ctx.now - dt.timedelta(days=ctx.rules.formation.proposal_expiry_days)
+    expired = ctx.session.scalars(select(Group).where(Group.status == GroupStatus.FORMING.value,
+                                                      Group.created_at <= limit)).all()
+    for group in expired:
+        decision = R.formation(ctx.rules, supporters(ctx.session, group))
+        close_group(ctx, group, f"the proposal expired after {ctx.rules.formation.proposal_expiry_days} days "
+                                f"(formation.proposal_expiry_days): {decision.reason}")
+    return [g.slug for g in expired]
+
+
+@pending.decided("group")
+def _decide_group(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
+    if group.status != GroupStatus.PENDING.value:
+        return f"nothing changed: the group is {group.status}"
+    if decision == "approve":
+        activate(ctx, group, row.payload.get("rule", ""))
+        return "the group is active and its introduction is public"
+    close_group(ctx, group, f"proposal rejected by {ctx.sender}" + (f": {reason}" if reason else ""))
+    return "the proposal is closed"

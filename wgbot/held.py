@@ -13,12 +13,15 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
+from wgbot.context import claim, local, new_token
+from wgbot.groups import contacts
 from wgbot.outbox import enqueue
+from wgbot.pending import request_approval
 from wgbot.render import compose
 from wgbot.store import AuditEntry, Group, PendingAction, token_hash
 
 if TYPE_CHECKING:
-    from wgbot.commands import Context
+    from wgbot.context import Context
 
 DIGEST_ITEMS = 50        # held posts listed in one digest; the rest wait for the next hour's
 
@@ -26,8 +29,6 @@ DIGEST_ITEMS = 50        # held posts listed in one digest; the rest wait for th
 def hold(ctx: Context, group: Group, rule: str, summary: str, payload: dict[str, Any]) -> PendingAction:
     """Create the moderation request for a held post: mailed at once while the group is under its hourly
     allowance, else left for the next digest."""
-    from wgbot.workgroups import contacts, request_approval
-
     approvers = [m.address for m in contacts(ctx.session, group)] or list(ctx.cfg.network.secretariat)
     recent = ctx.session.scalar(select(func.count()).select_from(AuditEntry).where(
         AuditEntry.action == "approval-requested:post", AuditEntry.group_slug == group.slug,
@@ -39,8 +40,6 @@ def hold(ctx: Context, group: Group, rule: str, summary: str, payload: dict[str,
 
 def job_held_digest(ctx: Context) -> int:
     """One digest of the held posts waiting to be mailed, per group and contact, at most once an hour."""
-    from wgbot.schedule import claim, local
-
     rows = ctx.session.scalars(select(PendingAction).where(
         PendingAction.action == "approval", PendingAction.used_at.is_(None),
         PendingAction.expires_at > ctx.now).order_by(PendingAction.id)).all()
@@ -68,8 +67,6 @@ def job_held_digest(ctx: Context) -> int:
 def _fresh_item(ctx: Context, row: PendingAction) -> dict[str, str]:
     """One held post for a digest. Nobody has seen its request's token: a fresh one goes into the digest (only
     its hash is kept), and the request is marked as mailed."""
-    from wgbot.commands import new_token
-
     token = new_token()
     row.token_hash = token_hash(token)
     row.payload = {**row.payload, "digest": False}

@@ -24,14 +24,28 @@ from sqlalchemy import bindparam, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from wgbot import answers, commands, gate, watchdog
+# inbox is where the features are imported, and so where their commands and request kinds register
+# (wgbot.LAYERS): lists, reports and workgroups; workgroups imports invitations and leaving.
+from wgbot import (
+    answers,
+    bounces,
+    commands,
+    gate,
+    lists,
+    reports,
+    watchdog,
+    workgroups,  # noqa: F401  (its commands and request kinds register on import)
+)
 from wgbot.config import Config
+from wgbot.context import Context, Result, registry, shown
 from wgbot.errors import MessageRefused
 from wgbot.leniency import address_command
 from wgbot.outbox import allow_caused, allow_reply, enqueue
 from wgbot.parse import Caps, Message, check_caps, clean_header_text, parse, parse_headers, split_head
+from wgbot.pending import confirm_token, decide, read_decision
 from wgbot.render import compose
 from wgbot.route import Destination, Kind, mask_token, route
+from wgbot.rules import cached_rules
 from wgbot.store import Group, InboundMessage, InboundStatus, audit, prepared
 from wgbot.unreadable import answer_unreadable
 
@@ -117,7 +131,7 @@ def _store_once(dialect_insert: Any) -> Any:
 
 @dataclass
 class Outcome:
-    status: str
+    status: InboundStatus
     outcome: str
     queued: list[int]
     mail: bool = False      # something was queued for delivery (a reply, a notice, a post's copies)
@@ -148,10 +162,8 @@ def _handle(session: Session, cfg: Config, row: Stored, now: dt.datetime) -> Out
     dest = route(row.recipient, cfg, group_exists(session))
     if dest is not None and dest.kind is Kind.BOUNCES:
         # Read by the address it came to, whatever its From (issue 11 item 3): never refused by parse().
-        from wgbot.bounces import receive
-
         check_caps(row.raw, caps_for(cfg))
-        return Outcome(*receive(session, cfg, dest, row.raw, now), queued)
+        return Outcome(*bounces.receive(session, cfg, dest, row.raw, now), queued)
     msg = parse(row.raw, caps_for(cfg))
     envelope = _envelope(row)
     verdict = gate.check(msg, envelope if envelope is not None else msg.sender, cfg)
@@ -161,40 +173,33 @@ def _handle(session: Session, cfg: Config, row: Stored, now: dt.datetime) -> Out
         return _list_mail(session, cfg, row, msg, dest, verdict, now)
     if verdict.automated:
         # Automated mail never changes state and never gets a reply (SPEC §3, §6).
-        return Outcome(InboundStatus.IGNORED.value, f"automated: {verdict.reason}", queued)
-    if dest.kind in (Kind.COMMAND, Kind.REQUEST, Kind.JOIN, Kind.LEAVE, Kind.CONFIRM, Kind.APPROVAL):
-        return _run_commands(session, cfg, row, msg, dest, now)
-    raise MessageRefused(f"mail to {dest.kind.value} addresses ({row.recipient}) is not handled yet in this version")
+        return Outcome(InboundStatus.IGNORED, f"automated: {verdict.reason}", queued)
+    # The other kinds (COMMAND, REQUEST, JOIN, LEAVE, CONFIRM, APPROVAL) carry commands or a token.
+    return _run_commands(session, cfg, row, msg, dest, now)
 
 
 def _context(session: Session, cfg: Config, row: Stored, msg: Message, dest: Destination,
-             now: dt.datetime) -> commands.Context:
-    from wgbot.rules import cached_rules
-
-    return commands.Context(session=session, cfg=cfg, now=now, msg=msg, sender=msg.sender,
-                            reply_address=_reply_to(row, msg), default_group=dest.slug, inbound_id=row.id,
-                            rules=cached_rules(str(cfg.rules_path)),
-                            trusted=gate.trusted_dmarc_pass(cfg, msg.all("authentication-results"), msg.sender))
+             now: dt.datetime) -> Context:
+    return Context(session=session, cfg=cfg, now=now, msg=msg, sender=msg.sender,
+                   reply_address=_reply_to(row, msg), default_group=dest.slug, inbound_id=row.id,
+                   rules=cached_rules(str(cfg.rules_path)),
+                   trusted=gate.trusted_dmarc_pass(cfg, msg.all("authentication-results"), msg.sender))
 
 
 def _list_mail(session: Session, cfg: Config, row: Stored, msg: Message, dest: Destination,
                verdict: gate.Verdict, now: dt.datetime) -> Outcome:
     """Mail to a group's list or owner address."""
-    from wgbot import lists
-
     group = session.scalar(select(Group).where(Group.slug == dest.slug))
     assert group is not None  # route() checked it exists
     ctx = _context(session, cfg, row, msg, dest, now)
     if verdict.automated and (verdict.loop or dest.kind in (Kind.POST, Kind.COMMENTS)):
         # Automated mail to a list (a vacation answer to a post, another list's copy, a bounce) is neither
         # posted nor held nor answered: dropped, and the outcome logged (RFC 3834 §2).
-        status, outcome = InboundStatus.IGNORED.value, f"automated: {verdict.reason}"
+        status, outcome = InboundStatus.IGNORED, f"automated: {verdict.reason}"
     elif dest.kind is Kind.COMMENTS:
-        from wgbot.reports import receive_comment
-
-        status, outcome = receive_comment(ctx, group)
+        status, outcome = reports.receive_comment(ctx, group)
     elif dest.kind is Kind.OWNER and not allow_caused(session, msg.sender, now, cfg.limits.replies_per_day):
-        status, outcome = InboundStatus.IGNORED.value, "not forwarded: the sender's daily limit is reached"
+        status, outcome = InboundStatus.IGNORED, "not forwarded: the sender's daily limit is reached"
     elif dest.kind is Kind.OWNER:
         status, outcome = lists.to_owners(ctx, group, row.raw)
     else:
@@ -211,12 +216,12 @@ def _run_commands(session: Session, cfg: Config, row: Stored, msg: Message, dest
     if dest.kind is Kind.APPROVAL:
         results, template = _approval_reply(ctx, dest)
     elif dest.kind is Kind.CONFIRM:
-        results = [("confirm", commands.confirm_token(ctx, dest.token, hashed=dest.token_hash))]
+        results = [("confirm", confirm_token(ctx, dest.token, hashed=dest.token_hash))]
     elif dest.kind in (Kind.JOIN, Kind.LEAVE):
         verb = "join" if dest.kind is Kind.JOIN else "leave"
-        results = commands.run(ctx, [address_command(commands.registry, verb, dest.slug, msg.text)])
+        results = commands.run(ctx, [address_command(registry, verb, dest.slug, msg.text)])
     else:
-        lines, unknown, stopped = commands.read_commands(commands.registry, msg.subject, msg.text,
+        lines, unknown, stopped = commands.read_commands(registry, msg.subject, msg.text,
                                                          cfg.limits.max_command_lines)
         results = commands.run(ctx, lines)
     # Answers about a token (a confirmation, an approval) always concern the From address's own request.
@@ -226,7 +231,7 @@ def _run_commands(session: Session, cfg: Config, row: Stored, msg: Message, dest
         # No command at all (prose, a "thank you", unknown lines): one short answer naming people, not a
         # transcript per message.
         if not answers.first_no_command_answer(session, (msg.sender, to), now):
-            return Outcome(InboundStatus.DONE.value, summary + "; answered before, not again", [])
+            return Outcome(InboundStatus.DONE, summary + "; answered before, not again", [])
         template = "replies/no_command.txt"
     queued: list[int] = []
     if allow_reply(session, to, now, cfg.limits.replies_per_day):
@@ -234,27 +239,25 @@ def _run_commands(session: Session, cfg: Config, row: Stored, msg: Message, dest
                         to=[to], parent=msg, auto_submitted="auto-replied", now=now)
         queued.append(enqueue(session, reply, [to], cfg.network.bot_address, now, kind="reply",
                               inbound_id=row.id))
-    return Outcome(InboundStatus.DONE.value, summary, queued)
+    return Outcome(InboundStatus.DONE, summary, queued)
 
 
-def _summary(results: list[tuple[str, commands.Result]], unknown: list[str]) -> str:
+def _summary(results: list[tuple[str, Result]], unknown: list[str]) -> str:
     ok = sum(1 for _, r in results if r.ok)
     summary = f"{len(results)} command(s), {ok} ok, {len(results) - ok} refused"
     return summary + (f", {len(unknown)} unknown line(s)" if unknown else "")
 
 
-def _approval_reply(ctx: commands.Context, dest: Destination) -> tuple[list[tuple[str, commands.Result]], str]:
+def _approval_reply(ctx: Context, dest: Destination) -> tuple[list[tuple[str, Result]], str]:
     """A reply to an approval request: its first non-quoted line decides; anything else is asked again.
     Without the trusted DMARC pass a deployment asks for, nothing is decided and the approver is told why."""
-    from wgbot.workgroups import decide, read_decision
-
     decision, reason = read_decision(ctx.msg.text)
     if ctx.cfg.network.trusted_authserv_id and not ctx.trusted:
         return [(decision or "decision", decide(ctx, dest.token, decision or "approve", reason,
                                                  hashed=dest.token_hash))], "replies/results.txt"
     if not decision:
         return [], "replies/approval_unclear.txt"
-    line = decision + (f" ({commands.shown(reason, 60)})" if reason else "")
+    line = decision + (f" ({shown(reason, 60)})" if reason else "")
     return [(line, decide(ctx, dest.token, decision, reason, hashed=dest.token_hash))], "replies/results.txt"
 
 
@@ -327,7 +330,7 @@ def _quarantine_poison(session: Session, row: Stored, attempts: int, error: str,
         status=InboundStatus.QUARANTINED.value, outcome=f"quarantined: {reason}"[:200], error=reason))
     audit(session, now, "wgbot", "quarantine", detail_inbound=row.id, reason=reason[:500])
     log.error("inbound %d: quarantined as a poison message: %s", row.id, reason)
-    return Outcome(InboundStatus.QUARANTINED.value, reason, [])
+    return Outcome(InboundStatus.QUARANTINED, reason, [])
 
 
 def _process_claimed(session: Session, cfg: Config, row: Stored, attempts: int, error: str,
@@ -343,9 +346,9 @@ def _process_claimed(session: Session, cfg: Config, row: Stored, attempts: int, 
             return _quarantine_poison(session, row, attempts, error, now)
         with watchdog.watching(row.id):
             result = _handle(session, cfg, row, now)
-        session.execute(prepared(session, _finish_inbound), {"b_id": row.id, "b_status": result.status,
+        session.execute(prepared(session, _finish_inbound), {"b_id": row.id, "b_status": result.status.value,
                                                              "b_outcome": result.outcome[:200]})
-        if result.status == InboundStatus.QUARANTINED.value:
+        if result.status is InboundStatus.QUARANTINED:
             session.execute(update(InboundMessage).where(InboundMessage.id == row.id)
                             .values(error=result.outcome))
             audit(session, now, "wgbot", "quarantine", detail_inbound=row.id, reason=result.outcome)
@@ -396,7 +399,7 @@ def _quarantine_fault(session: Session, cfg: Config, row_id: int, exc: Exception
                             reason, now)
     if not refused:
         log.error("inbound %d: fault while processing, quarantined: %s", row_id, reason, exc_info=exc)
-    return Outcome(InboundStatus.QUARANTINED.value, reason, [])
+    return Outcome(InboundStatus.QUARANTINED, reason, [])
 
 
 def pending_ids(sessions: sessionmaker[Session], limit: int = 1000) -> list[int]:

@@ -14,12 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
+from wgbot import pending
+from wgbot.groups import audience, supporters
+from wgbot.organisations import domain_registered
 from wgbot.outbox import allow_reply, enqueue
+from wgbot.pending import request_approval
 from wgbot.render import compose
-from wgbot.store import Member, Membership, address_key
+from wgbot.rules import formation
+from wgbot.store import GroupStatus, Member, Membership, address_key
 
 if TYPE_CHECKING:
-    from wgbot.commands import Context
+    from wgbot.context import Context
     from wgbot.store import Group, PendingAction
 
 
@@ -44,15 +49,11 @@ def known(ctx: Context, address: str, proposal: Group) -> bool:
                                                                    Membership.group_id != proposal.id)
                          .limit(1)) is not None:
         return True
-    from wgbot.organisations import domain_registered
-
     return domain_registered(ctx.session, address)
 
 
 def invite(ctx: Context, group: Group, proposer: str, listed: list[str], context: dict[str, Any]) -> Invited:
     """Invite the network (where the rules announce forming proposals) and the addresses the proposer listed."""
-    from wgbot.workgroups import audience, request_approval
-
     result = Invited()
     others = list(dict.fromkeys(a for a in listed if address_key(a) != address_key(proposer)))
     cap = ctx.cfg.limits.invitations_per_proposal
@@ -100,12 +101,9 @@ def _send(ctx: Context, group: Group, addresses: list[str], context: dict[str, A
     return sent, dropped
 
 
+@pending.decided("invitations")
 def decide_invitations(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
     """The secretariat agrees (the invitations go, within each recipient's daily limit) or refuses."""
-    from wgbot.rules import formation
-    from wgbot.store import GroupStatus
-    from wgbot.workgroups import audience, supporters
-
     if decision != "approve":
         return "no invitations were sent"
     if group.status != GroupStatus.FORMING.value:

@@ -2,7 +2,7 @@
 unsubscribe of RFC 8058 (wgbot.web) — under the same rules: `contacts.last_leaves` for a sole contact, a
 replacement contact, closing a proposal whose proposer leaves, recounting a forming group's supporters.
 
-It works in the caller's transaction and only queues mail (through wgbot.workgroups); no HTTP, no parsing.
+It works in the caller's transaction and only queues mail (through wgbot.groups); no HTTP, no parsing.
 """
 
 from __future__ import annotations
@@ -12,16 +12,17 @@ import datetime as dt
 
 from sqlalchemy.orm import Session
 
-from wgbot.commands import Context
+from wgbot import pending
 from wgbot.config import Config
-from wgbot.store import Group, GroupStatus, Role, audit, get_member, membership
+from wgbot.context import Context, job_context
+from wgbot.groups import add_member, close_group, contacts, evaluate_formation, tell
+from wgbot.pending import request_approval
+from wgbot.store import Group, GroupStatus, PendingAction, Role, audit, get_member, membership
 
 
 def last_contact_refused(ctx: Context, group: Group, address: str, replacement: str = "") -> bool:
     """True when `address` is the group's last contact and the rules refuse to let them go without naming a
     replacement (contacts.last_leaves = refuse)."""
-    from wgbot.workgroups import contacts
-
     member = get_member(ctx.session, address)
     ms = membership(ctx.session, group, member) if member else None
     last = (ms is not None and ms.role == Role.CONTACT.value
@@ -34,8 +35,6 @@ def leave(ctx: Context, group: Group, address: str, replacement: str = "", ref: 
           how: str = "leave") -> str:
     """Remove `address` from `group`; the outcome: not_member, last_contact (refused, nothing changed), left,
     left_closed (the group closed with its last contact) or left_asked (the secretariat asked to keep it)."""
-    from wgbot.workgroups import add_member, close_group, contacts, evaluate_formation, request_approval, tell
-
     member = get_member(ctx.session, address)
     ms = membership(ctx.session, group, member) if member else None
     if ms is None:
@@ -67,10 +66,16 @@ def leave(ctx: Context, group: Group, address: str, replacement: str = "", ref: 
     return "left_asked"
 
 
+@pending.decided("keep_group")
+def decide_keep(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
+    if decision == "approve":
+        return "the group stays open; it needs a new contact (the secretariat can add one with 'contact')"
+    close_group(ctx, group, f"closed by {ctx.sender} after its last contact left" + (f": {reason}" if reason else ""))
+    return "the group is closed"
+
+
 def unsubscribe(session: Session, cfg: Config, group: Group, address: str, now: dt.datetime) -> str:
     """The one-click unsubscribe of RFC 8058 (wgbot.web, which has no message and no Context): `leave` as if
     `address` had confirmed a `leave` command, in the caller's transaction."""
-    from wgbot.schedule import context
-
-    ctx = dataclasses.replace(context(session, cfg, now), sender=address, reply_address=address)
+    ctx = dataclasses.replace(job_context(session, cfg, now), sender=address, reply_address=address)
     return leave(ctx, group, address, how="one-click-unsubscribe")

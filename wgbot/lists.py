@@ -27,13 +27,15 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from wgbot import archive
+from wgbot import archive, pending
 from wgbot.bounces import verp_address
-from wgbot.commands import Context
 from wgbot.config import Config
+from wgbot.context import Context
+from wgbot.groups import contacts
+from wgbot.held import hold
 from wgbot.mimesafe import message_id_for, reencode_headers, transport_safe
 from wgbot.outbox import allow_reply, enqueue, enqueue_raw, note_queued
-from wgbot.parse import Message, clean_header_text
+from wgbot.parse import Message, clean_header_text, parse
 from wgbot.render import compose, render_fragment
 from wgbot.route import verp_encode
 from wgbot.store import (
@@ -41,10 +43,12 @@ from wgbot.store import (
     Group,
     GroupStatus,
     InboundMessage,
+    InboundStatus,
     Member,
     Membership,
     OutboxEntry,
     OutgoingMessage,
+    PendingAction,
     Post,
     address_key,
     audit,
@@ -60,7 +64,7 @@ _STRIP = ("list-id", "list-post", "list-help", "list-subscribe", "list-unsubscri
           "x-original-to", "errors-to", "x-loop")
 _CONTENT = ("content-type", "content-transfer-encoding", "content-disposition", "content-description",
             "content-id", "mime-version")
-_COMPAT = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
+COMPAT = email.policy.compat32.clone(linesep="\r\n", max_line_length=78)
 
 
 def list_address(cfg: Config, group: Group) -> str:
@@ -116,7 +120,7 @@ def _footer_part(footer: str) -> MIMEText:
 
 def _split_container(msg: StdMessage) -> tuple[StdMessage, StdMessage]:
     """(outer container with the message's headers, inner part with its content), for wrapping the content."""
-    inner = email.message_from_bytes(b"", policy=_COMPAT)
+    inner = email.message_from_bytes(b"", policy=COMPAT)
     for name in _CONTENT:
         if name == "mime-version":
             continue
@@ -177,7 +181,7 @@ def _raw_value(msg: StdMessage, name: str) -> str:
 
 def build_copy(cfg: Config, group: Group, raw: bytes, msg: Message, poster_name: str = "") -> bytes:
     """The list copy of a post, shared by every recipient."""
-    original = email.message_from_bytes(raw, policy=_COMPAT)
+    original = email.message_from_bytes(raw, policy=COMPAT)
     for name in _STRIP:
         del original[name]
     policy = group.from_policy or cfg.lists.from_policy
@@ -196,10 +200,10 @@ def build_copy(cfg: Config, group: Group, raw: bytes, msg: Message, poster_name:
         _set(outer, "Subject", _header(prefixed(msg.subject, group.slug)))
         intro = MIMEText(footer + "\n", "plain", "utf-8" if not footer.isascii() else "us-ascii")
         outer.attach(intro)
-        wrapped = email.message_from_bytes(b"", policy=_COMPAT)
+        wrapped = email.message_from_bytes(b"", policy=COMPAT)
         wrapped["Content-Type"] = "message/rfc822"
         wrapped["Content-Disposition"] = "inline"
-        original_copy = email.message_from_bytes(raw, policy=_COMPAT)
+        original_copy = email.message_from_bytes(raw, policy=COMPAT)
         reencode_headers(original_copy)
         wrapped.set_payload([original_copy])
         outer.attach(wrapped)
@@ -218,7 +222,7 @@ def build_copy(cfg: Config, group: Group, raw: bytes, msg: Message, poster_name:
             _set(copy, header_name, header_value)
     reencode_headers(copy)
     transport_safe(copy)
-    return copy.as_bytes(policy=_COMPAT)
+    return copy.as_bytes(policy=COMPAT)
 
 
 def archive_url(cfg: Config, group: Group) -> str:
@@ -316,7 +320,7 @@ def distribute(ctx: Context, group: Group, raw: bytes, msg: Message, inbound_id:
 
 
 def _types(raw: bytes) -> list[str]:
-    parsed = email.message_from_bytes(raw, policy=_COMPAT)
+    parsed = email.message_from_bytes(raw, policy=COMPAT)
     return [part.get_content_type() for part in parsed.walk()]
 
 
@@ -352,33 +356,31 @@ def looped(ctx: Context, group: Group) -> str:
     return ""
 
 
-def receive_post(ctx: Context, group: Group, raw: bytes, inbound_id: int) -> tuple[str, str]:
+def receive_post(ctx: Context, group: Group, raw: bytes, inbound_id: int) -> tuple[InboundStatus, str]:
     """A message to SLUG@: (status, outcome). Loops and automated mail are dropped; others sent or held."""
     msg = ctx.msg
     loop = looped(ctx, group)
     if loop:
-        return "ignored", f"loop: {loop}"
+        return InboundStatus.IGNORED, f"loop: {loop}"
     auto = msg.header("auto-submitted").split(";")[0].strip().lower()
     if auto and auto != "no":
-        return "ignored", f"automated mail (Auto-Submitted: {auto}) is not posted"
+        return InboundStatus.IGNORED, f"automated mail (Auto-Submitted: {auto}) is not posted"
     if group.status != GroupStatus.ACTIVE.value:
-        _tell_poster(ctx, group, "lists/not_active.txt", {})
-        return "done", f"not posted: {group.slug} is {group.status}"
+        tell_poster(ctx, group, "lists/not_active.txt", {})
+        return InboundStatus.DONE, f"not posted: {group.slug} is {group.status}"
     reason = hold_reason(ctx, group, raw)
     if reason:
-        from wgbot.held import hold
-
         excerpt = "\n".join(msg.text.splitlines()[:20])
         request = hold(ctx, group, f"moderation: {reason}",
                        f"let the post \u201c{clean_header_text(msg.subject, 80)}\u201d from {ctx.sender}"
                        f" through to {group.name}", {"inbound_id": inbound_id, "excerpt": excerpt, "reason": reason})
-        _tell_poster(ctx, group, "lists/held.txt", {"reason": reason, "ref": request.public_ref})
-        return "done", f"held for the contacts: {reason}"
+        tell_poster(ctx, group, "lists/held.txt", {"reason": reason, "ref": request.public_ref})
+        return InboundStatus.DONE, f"held for the contacts: {reason}"
     count = distribute(ctx, group, raw, msg, inbound_id)
-    return "done", f"posted to {count} member(s)"
+    return InboundStatus.DONE, f"posted to {count} member(s)"
 
 
-def _tell_poster(ctx: Context, group: Group, template: str, context: dict[str, Any]) -> None:
+def tell_poster(ctx: Context, group: Group, template: str, context: dict[str, Any]) -> None:
     if allow_reply(ctx.session, ctx.reply_address, ctx.now, ctx.cfg.limits.replies_per_day):
         msg = compose(ctx.cfg, template, {"group": group, "address": list_address(ctx.cfg, group), **context},
                       to=[ctx.reply_address], parent=ctx.msg, auto_submitted="auto-replied", now=ctx.now)
@@ -386,6 +388,7 @@ def _tell_poster(ctx: Context, group: Group, template: str, context: dict[str, A
                 inbound_id=ctx.inbound_id)
 
 
+@pending.decided("post")
 def decide_post(ctx: Context, request: Any, group: Group, decision: str, reason: str) -> str:
     """The contacts' decision on a held post: approved posts go out; rejected ones are not sent."""
     if decision != "approve":
@@ -393,8 +396,6 @@ def decide_post(ctx: Context, request: Any, group: Group, decision: str, reason:
     inbound = ctx.session.get(InboundMessage, request.payload["inbound_id"])
     if inbound is None:
         return "the held post is gone"
-    from wgbot.parse import parse
-
     msg = parse(inbound.raw)
     count = distribute(ctx, group, inbound.raw, msg, inbound.id)
     return f"the post was sent to {count} member(s)"
@@ -402,8 +403,6 @@ def decide_post(ctx: Context, request: Any, group: Group, decision: str, reason:
 
 def expire_held(ctx: Context) -> int:
     """Held posts older than [lists] hold_days expire; each poster is told (run by the schedule)."""
-    from wgbot.store import PendingAction
-
     limit = ctx.now - dt.timedelta(days=ctx.cfg.lists.hold_days)
     rows = ctx.session.scalars(select(PendingAction).where(
         PendingAction.action == "approval", PendingAction.used_at.is_(None),
@@ -430,14 +429,12 @@ def expire_held(ctx: Context) -> int:
 # Owner mail (bounces are read in bounces.py)
 
 
-def to_owners(ctx: Context, group: Group, raw: bytes) -> tuple[str, str]:
+def to_owners(ctx: Context, group: Group, raw: bytes) -> tuple[InboundStatus, str]:
     """SLUG-owner@ reaches the group's contacts (forwarded as it came, bounces to the list's bounce address)."""
-    from wgbot.workgroups import contacts
-
     owners = [m.address for m in contacts(ctx.session, group)] or list(ctx.cfg.network.secretariat)
     if any(list_address(ctx.cfg, group).lower() in v.lower() for v in ctx.msg.all("x-beenthere")):
-        return "ignored", "loop: mail from this list to its own owners"
+        return InboundStatus.IGNORED, "loop: mail from this list to its own owners"
     enqueue_raw(ctx.session, b"X-Original-To: " + f"{group.slug}-owner@{ctx.cfg.network.list_domain}".encode()
                 + b"\r\n" + raw, ctx.msg.message_id, owners, bounce_address(ctx.cfg, group), ctx.now, "owner",
                 ctx.inbound_id)
-    return "done", f"forwarded to {len(owners)} contact(s)"
+    return InboundStatus.DONE, f"forwarded to {len(owners)} contact(s)"

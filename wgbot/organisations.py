@@ -18,13 +18,12 @@ from typing import TYPE_CHECKING
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from wgbot.countries import country_name, normalise_country
+from wgbot.countries import normalise_country
 from wgbot.rules import org_key
 from wgbot.store import Member, Membership, Organisation, audit
 
 if TYPE_CHECKING:
-    from wgbot.commands import Context
-    from wgbot.store import Group, PendingAction
+    from wgbot.store import Group
 
 COLUMNS = ("name", "country", "domains")
 _DOMAIN = re.compile(r"^(?=.{3,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$")
@@ -168,47 +167,6 @@ def import_register(session: Session, path: Path, now: object, actor: str = "ope
     audit(session, now, actor, "organisations-import", "", file=str(path.name), rows=result.rows,  # type: ignore[arg-type]
           added=result.added, updated=result.updated)
     return result
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Verifying a support
-
-
-def check_support(ctx: Context, group: Group, ms: Membership, address: str) -> str:
-    """Where a register exists and the supporter's organisation is not verified by their mail domain, the
-    support stops counting and the office is asked to accept it; returns why ("" when it counts)."""
-    from wgbot.workgroups import request_approval
-
-    member = ctx.session.get(Member, ms.member_id)
-    if member is None or not has_register(ctx.session):
-        return ""
-    ok, why = verify(ctx.session, address, member.organisation)
-    if ok:
-        org = registered(ctx.session, member.organisation)
-        member.organisation = org.name if org is not None else member.organisation
-        return ""
-    ms.verified = False
-    where = f", {country_name(member.country)}" if member.country else ""
-    request_approval(ctx, "organisation", group, address, list(ctx.cfg.network.secretariat), "organisations",
-                     f"count {address} as {member.organisation or '(no organisation)'}{where} in support of "
-                     f"{group.name} (unverified: {why})", {"member_id": member.id})
-    return why
-
-
-def decide_organisation(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
-    """The office accepts (the support counts from now) or refuses an unverified support."""
-    from wgbot.workgroups import evaluate_formation
-
-    ms = ctx.session.scalar(select(Membership).where(Membership.group_id == group.id,
-                                                     Membership.member_id == row.payload.get("member_id")))
-    if ms is None:
-        return "nothing changed: the supporter has left"
-    if decision != "approve":
-        return "the support stays unverified and does not count"
-    ms.verified = True
-    ctx.session.flush()
-    decision_now = evaluate_formation(ctx, group)
-    return f"the support counts: {decision_now.reason}"
 
 
 def unverified(session: Session, group: Group) -> list[str]:

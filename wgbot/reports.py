@@ -13,10 +13,14 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
+from wgbot import pending
 from wgbot import rules as R
-from wgbot.commands import ACTIONS, Context, Line, Result, registry
-from wgbot.parse import clean_header_text
-from wgbot.store import Comment, Group, GroupStatus, InboundMessage, PendingAction, Report, audit
+from wgbot.context import Context, Line, Result, registry
+from wgbot.groups import contacts, is_contact
+from wgbot.lists import distribute, tell_poster
+from wgbot.parse import clean_header_text, parse
+from wgbot.pending import confirmation, request_approval
+from wgbot.store import Comment, Group, GroupStatus, InboundMessage, InboundStatus, PendingAction, Report, audit
 
 
 @dataclass(frozen=True)
@@ -96,8 +100,6 @@ def cmd_report(ctx: Context, line: Line) -> Result:
     group, _, error = ctx.group_arg("report", line)
     if error or group is None:
         return error or Result(False, "")
-    from wgbot.workgroups import is_contact
-
     if group.status != GroupStatus.ACTIVE.value:
         return ctx.result("report", False, "not_active", group=group)
     if not is_contact(ctx, group):
@@ -110,15 +112,14 @@ def cmd_report(ctx: Context, line: Line) -> Result:
     if ctx.msg.size > ctx.cfg.lists.max_post_bytes:
         return ctx.result("report", False, "too_big", group=group, size=ctx.msg.size,
                           limit=ctx.cfg.lists.max_post_bytes)
-    return ctx.pending("report", "report", group, {"inbound_id": ctx.inbound_id, "kind": obligation.kind,
+    return confirmation(ctx, "report", "report", group, {"inbound_id": ctx.inbound_id, "kind": obligation.kind,
                                                    "subject": ctx.msg.subject},
-                       f"submit the {obligation.kind} of {group.name}", kind=obligation.kind)
+                        f"submit the {obligation.kind} of {group.name}", kind=obligation.kind)
 
 
+@pending.confirmed("report")
 def _apply_report(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     assert group is not None
-    from wgbot.workgroups import contacts, request_approval
-
     inbound = ctx.session.get(InboundMessage, row.payload["inbound_id"])
     if inbound is None:
         return ctx.result("report", False, "gone", group=group)
@@ -142,9 +143,9 @@ def _apply_report(ctx: Context, row: PendingAction, group: Group | None) -> Resu
                       deadline=obligation.deadline)
 
 
-ACTIONS["report"] = _apply_report
 
 
+@pending.decided("report")
 def decide_report(ctx: Context, request: PendingAction, group: Group, decision: str, reason: str) -> str:
     """Approved: published to the list (and archived), and a comment period opened where the rules say so. A
     report approved after its deadline counts for the next one (SPEC §4)."""
@@ -162,9 +163,6 @@ def decide_report(ctx: Context, request: PendingAction, group: Group, decision: 
         report.deadline = obligation.deadline
     outcome = f"the {report.kind} is approved"
     if obligation is not None and obligation.publish_to_list:
-        from wgbot.lists import distribute
-        from wgbot.parse import parse
-
         count = distribute(ctx, group, report.raw, parse(report.raw), None)
         outcome += f" and was sent to the list ({count} member(s))"
     if obligation is not None and obligation.public_comment_days:
@@ -181,17 +179,15 @@ def open_report(ctx: Context, group: Group) -> Report | None:
         Report.comments_until > ctx.now).order_by(Report.id.desc()))
 
 
-def receive_comment(ctx: Context, group: Group) -> tuple[str, str]:
+def receive_comment(ctx: Context, group: Group) -> tuple[InboundStatus, str]:
     """Mail to SLUG-comments@: stored and acknowledged while a comment period is open, from anyone."""
-    from wgbot.lists import _tell_poster
-
     report = open_report(ctx, group)
     if report is None:
-        _tell_poster(ctx, group, "lists/no_comments.txt", {})
-        return "done", "no comment period is open"
+        tell_poster(ctx, group, "lists/no_comments.txt", {})
+        return InboundStatus.DONE, "no comment period is open"
     held = any(o.comments_held for o in obligations(ctx.rules, ctx.cfg.schedule.general_assembly, ctx.now.date())
                if o.kind == report.kind)
     ctx.session.add(Comment(report_id=report.id, sender=ctx.sender, name=ctx.msg.display_name,
                             text=ctx.msg.text[:50_000], received_at=ctx.now, status="held" if held else "accepted"))
-    _tell_poster(ctx, group, "lists/comment_received.txt", {"report": report, "held": held})
-    return "done", f"comment on report {report.id} stored" + (" (held for the contacts)" if held else "")
+    tell_poster(ctx, group, "lists/comment_received.txt", {"report": report, "held": held})
+    return InboundStatus.DONE, f"comment on report {report.id} stored" + (" (held for the contacts)" if held else "")

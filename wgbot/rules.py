@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from wgbot.config import _build
+from wgbot.config import build_from_table
 from wgbot.countries import country_name
 from wgbot.errors import RulesError
 
@@ -151,7 +151,7 @@ def _validate(r: Rules) -> None:
 def parse_rules(data: dict[str, Any], path: str) -> Rules:
     if "network" not in data:
         raise RulesError(path, "network", "missing; the [network] table is required")
-    rules = _build(Rules, data, path, "", RulesError)
+    rules = build_from_table(Rules, data, path, "", RulesError)
     rules = Rules(**{**rules.__dict__, "path": path})
     _validate(rules)
     return rules

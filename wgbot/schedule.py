@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import zoneinfo
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,12 +19,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from wgbot import digests, held, reports
-from wgbot.commands import Context
 from wgbot.config import WEEKDAYS, Config
+from wgbot.context import Context, claim, job_context, local
+from wgbot.groups import close_group, contacts, expire_proposals
+from wgbot.lists import expire_held
 from wgbot.outbox import enqueue
-from wgbot.parse import Message
 from wgbot.render import compose
-from wgbot.rules import cached_rules
 from wgbot.store import (
     BounceScore,
     Comment,
@@ -52,27 +51,6 @@ class TickReport:
 
     def __str__(self) -> str:
         return ", ".join(f"{job}: {n}" for job, n in sorted(self.done.items())) or "nothing was due"
-
-
-def context(session: Session, cfg: Config, now: dt.datetime) -> Context:
-    """A Context for jobs that act on the bot's own behalf (no inbound message)."""
-    msg = Message(sender=cfg.network.bot_address, display_name="", subject="", text="", text_from_html=False,
-                  message_id="", in_reply_to="", references="")
-    return Context(session=session, cfg=cfg, now=now, msg=msg, sender=cfg.network.bot_address,
-                   reply_address=cfg.network.bot_address, rules=cached_rules(str(cfg.rules_path)))
-
-
-def claim(session: Session, key: str, now: dt.datetime) -> bool:
-    """True the first time `key` is claimed; the row is written in the caller's transaction."""
-    if session.get(Ledger, key) is not None:
-        return False
-    session.add(Ledger(key=key, done_at=now))
-    session.flush()
-    return True
-
-
-def local(cfg: Config, now: dt.datetime) -> dt.datetime:
-    return now.astimezone(zoneinfo.ZoneInfo(cfg.network.timezone))
 
 
 def _at_or_after(cfg: Config, now: dt.datetime, hhmm: str) -> bool:
@@ -123,8 +101,6 @@ def job_deadlines(ctx: Context) -> int:
     """Reminders before each deadline (the nearest one only), and a notice the day after a missed one."""
     today = local(ctx.cfg, ctx.now).date()
     sent = 0
-    from wgbot.workgroups import contacts
-
     for group in _active_groups(ctx.session):
         addresses = [m.address for m in contacts(ctx.session, group)]
         for ob in reports.obligations(ctx.rules, ctx.cfg.schedule.general_assembly, today):
@@ -160,8 +136,6 @@ def job_declarations(ctx: Context) -> int:
     assembly = dt.date.fromisoformat(ga)
     if local(ctx.cfg, ctx.now).date() <= assembly:
         return 0
-    from wgbot.workgroups import close_group
-
     closed = 0
     for group in _active_groups(ctx.session):
         declared = ctx.session.scalar(select(Declaration.id).where(Declaration.group_id == group.id,
@@ -175,8 +149,6 @@ def job_declarations(ctx: Context) -> int:
 
 def job_comments(ctx: Context) -> int:
     """At the end of a comment period, the comments are compiled and sent to the group's contacts."""
-    from wgbot.workgroups import contacts
-
     sent = 0
     ended = ctx.session.scalars(select(Report).where(Report.comments_until.is_not(None),
                                                      Report.comments_until <= ctx.now)).all()
@@ -195,9 +167,6 @@ def job_comments(ctx: Context) -> int:
 def job_expiries(ctx: Context) -> int:
     """Pending confirmations and approvals: one reminder before they expire, then expiry; held posts and
     proposals that never reached their threshold expire too."""
-    from wgbot.lists import expire_held
-    from wgbot.workgroups import close_group, expire_proposals
-
     done = 0
     soon = ctx.now + dt.timedelta(days=ctx.cfg.schedule.reminder_days_before_expiry)
     open_rows = ctx.session.scalars(select(PendingAction).where(PendingAction.used_at.is_(None))).all()
@@ -281,7 +250,7 @@ def tick(sessions: sessionmaker[Session], cfg: Config, now: dt.datetime) -> Tick
     for name, job in JOBS:
         try:
             with sessions.begin() as session:
-                report.add(name, job(context(session, cfg, now)))
+                report.add(name, job(job_context(session, cfg, now)))
         except Exception:
             log.exception("scheduled job %s failed at %s; it runs again at the next tick", name, now.isoformat())
     if report.done:

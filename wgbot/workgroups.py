@@ -1,40 +1,37 @@
-"""workgroups: what no list manager does — proposals, formation rules, approvals by reply, contacts, closing.
+"""workgroups: what no list manager does — the email commands of SPEC §3 for working groups (propose, support,
+join, leave, contact, continue, close, withdraw, approve, reject), what their confirmations apply, and the
+decisions on the requests they open (a join, an unverified support).
 
-The email commands of SPEC §3 for working groups (propose, support, contact, continue, close, withdraw,
-approve, reject) and the state machine forming → pending → active → closed. The rules decide (wgbot.rules,
-pure); this module applies their decisions in the caller's transaction, queues the mail they cause and
-writes each decision and the rule that fired to the audit log. It never touches the network.
+The rules decide (wgbot.rules, pure); the group facts and the state machine forming → pending → active →
+closed are in wgbot.groups, requests that wait for a person in wgbot.pending, both below this module (wgbot.LAYERS).
+It works in the caller's transaction, queues mail and writes the audit log; it never touches the network.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import hmac
 import re
-from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
+from wgbot import pending
 from wgbot import rules as R
-from wgbot.commands import (
-    ACTIONS,
-    Context,
-    Line,
-    Result,
-    _fields,
-    new_public_ref,
-    new_token,
-    registry,
-    shown,
-    slugify,
+from wgbot.context import Context, Line, Result, registry, shown, slugify
+from wgbot.countries import country_name, normalise_country
+from wgbot.groups import (
+    add_member,
+    check_slug,
+    close_group,
+    contacts,
+    evaluate_formation,
+    is_contact,
+    tell,
 )
 from wgbot.invitations import invite
+from wgbot.leaving import leave
 from wgbot.names import name_problem
-from wgbot.organisations import canonical, check_support
-from wgbot.outbox import enqueue
-from wgbot.render import compose
+from wgbot.organisations import has_register, registered, verify
+from wgbot.pending import confirmation, decide, request_approval
 from wgbot.store import (
     Declaration,
     Delivery,
@@ -47,205 +44,17 @@ from wgbot.store import (
     address_key,
     audit,
     get_member,
-    get_or_create_member,
     membership,
-    token_hash,
 )
 
 _ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
-APPROVE_WORDS = {"approve", "approved", "yes", "ok"}
-REJECT_WORDS = {"reject", "rejected", "no", "decline", "declined"}
-REASONED_REJECT = ("reject", "rejected")
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Facts about a group
+# Decisions on the requests this module opens
 
 
-def contacts(session: Session, group: Group) -> list[Member]:
-    return list(session.scalars(select(Member).join(Membership).where(
-        Membership.group_id == group.id, Membership.role == Role.CONTACT.value).order_by(Membership.id)))
-
-
-def supporters(session: Session, group: Group) -> list[R.Supporter]:
-    rows = session.execute(select(Member.organisation, Member.country, Member.address, Membership.verified)
-                           .join(Membership).where(Membership.group_id == group.id).order_by(Membership.id)).all()
-    return [R.Supporter(org, country, address, verified) for org, country, address, verified in rows]
-
-
-def audience(ctx: Context, names: Iterable[str], group: Group | None, exclude: Iterable[str] = ()) -> list[str]:
-    """The addresses of the named audiences of SPEC §4's 'who is told of what'."""
-    out: dict[str, str] = {}
-    for name in names:
-        found: list[str] = []
-        if name == "secretariat":
-            found = list(ctx.cfg.network.secretariat)
-        elif name == "proposer" and group is not None and group.proposer:
-            found = [group.proposer]
-        elif name == "contacts" and group is not None:
-            found = [m.address for m in contacts(ctx.session, group)]
-        elif name in ("supporters", "members") and group is not None:
-            found = list(ctx.session.scalars(select(Member.address).join(Membership)
-                                             .where(Membership.group_id == group.id)))
-        elif name == "network":
-            found = list(ctx.session.scalars(select(Member.address).join(Membership).distinct()))
-        for address in found:
-            out.setdefault(address_key(address), address)
-    for address in exclude:
-        out.pop(address_key(address), None)
-    return list(out.values())
-
-
-def tell(ctx: Context, names: Iterable[str], group: Group | None, template: str, context: dict[str, Any],
-         exclude: Iterable[str] = ()) -> list[str]:
-    """Queue a notice to each address of the named audiences (not rate-limited: these follow confirmed acts)."""
-    sent = []
-    for address in audience(ctx, names, group, exclude):
-        msg = compose(ctx.cfg, template, {"group": group, "rules": ctx.rules, **context}, to=[address], now=ctx.now)
-        enqueue(ctx.session, msg, [address], ctx.cfg.network.bot_address, ctx.now, kind="notice",
-                inbound_id=ctx.inbound_id)
-        sent.append(address)
-    return sent
-
-
-def is_contact(ctx: Context, group: Group, address: str | None = None) -> bool:
-    member = get_member(ctx.session, address or ctx.sender)
-    ms = membership(ctx.session, group, member) if member else None
-    return ms is not None and ms.role == Role.CONTACT.value
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Approval requests: one token per request, sent to each approver; the first decision wins
-
-
-def request_approval(ctx: Context, kind: str, group: Group, requester: str, approvers: list[str], rule: str,
-                     summary: str, payload: dict[str, Any] | None = None, notify: bool = True) -> PendingAction:
-    """Ask `approvers` to decide; the token travels in the From/Reply-To address wgbot+approval-TOKEN@.
-    Without `notify` nothing is mailed now (a digest mails it later with a fresh token: wgbot.held)."""
-    token = new_token()
-    ref = new_public_ref()
-    row = PendingAction(token_hash=token_hash(token), public_ref=ref, action="approval",
-                        address_key=address_key(requester), group_id=group.id,
-                        payload={"kind": kind, "requester": requester, "approvers": approvers, "rule": rule,
-                                 "summary": summary, **(payload or {})},
-                        created_at=ctx.now, expires_at=ctx.now + dt.timedelta(days=ctx.cfg.limits.token_days))
-    ctx.session.add(row)
-    local, _, domain = ctx.cfg.network.bot_address.partition("@")
-    reply_address = f"{local}+approval-{token}@{domain}"
-    for approver in approvers if notify else []:
-        msg = compose(ctx.cfg, "notices/approval_request.txt",
-                      {"group": group, "rules": ctx.rules, "ref": ref, "rule": rule, "summary": summary,
-                       "requester": requester, "token": token, "kind": kind, "reply_address": reply_address,
-                       "days": ctx.cfg.limits.token_days},
-                      to=[approver], sender=f"{ctx.cfg.network.name} <{reply_address}>", reply_to=reply_address,
-                      now=ctx.now)
-        enqueue(ctx.session, msg, [approver], ctx.cfg.network.bot_address, ctx.now, kind="approval",
-                inbound_id=ctx.inbound_id)
-    audit(ctx.session, ctx.now, requester, f"approval-requested:{kind}", group.slug, rule=rule, ref=ref,
-          approvers=approvers)
-    return row
-
-
-def read_decision(text: str) -> tuple[str, str]:
-    """('approve' | 'reject' | '', reason) from a reply: its first non-quoted, non-blank line decides (SPEC §3)."""
-    lines = text.replace("\r\n", "\n").split("\n")
-    for i, raw in enumerate(lines):
-        line = raw.strip()
-        if not line:
-            continue
-        if line.startswith(">") or raw.rstrip() in ("--", "-- "):
-            return "", ""
-        word = re.sub(r"[.!,;:]+$", "", line).strip().casefold()
-        if word in APPROVE_WORDS:
-            return "approve", ""
-        if word in REJECT_WORDS:
-            return "reject", _reason(lines[i + 1:])
-        # Only `reject`/`rejected` may carry a reason on the same line: "No longer with the organisation"
-        # or "Declined: I am away" (an out-of-office answer) decides nothing (issue 11 item 8).
-        first = re.split(r"[\s:,.!;]+", line.casefold(), maxsplit=1)
-        if first and first[0] in REASONED_REJECT:
-            rest = line[len(first[0]):].lstrip(" :,.!;-")
-            return "reject", _reason(lines[i + 1:], rest)
-        return "", ""
-    return "", ""
-
-
-def _reason(lines: list[str], first: str = "") -> str:
-    """The reason after a reject: the lines up to a quote or a signature."""
-    reason_lines = [first] if first else []
-    for more in lines:
-        if more.startswith(">") or more.rstrip() in ("--", "-- "):
-            break
-        reason_lines.append(more.rstrip())
-    reason = "\n".join(reason_lines).strip()
-    # A quote attribution ("On Monday X wrote:") before the quote is not part of the reason.
-    return re.sub(r"(^|\n)[^\n]*wrote:\s*$", "", reason).strip()
-
-
-def decide(ctx: Context, token: str, decision: str, reason: str, hashed: str = "") -> Result:
-    """Apply an approver's decision on the request behind `token` (or its stored hash); the first decision wins.
-    Whatever the path (a reply to the approval address or an `approve TOKEN` command), a deployment with a
-    trusted authserv-id takes a decision only with that MTA's dmarc=pass for the From domain (README)."""
-    name = decision
-    if ctx.cfg.network.trusted_authserv_id and not ctx.trusted:
-        return ctx.result(name, False, "untrusted")
-    hashed = hashed or token_hash(token)
-    row = ctx.session.scalar(select(PendingAction).where(PendingAction.token_hash == hashed,
-                                                         PendingAction.action == "approval"))
-    if row is None or not hmac.compare_digest(row.token_hash, hashed):
-        return ctx.result(name, False, "unknown")
-    approvers = {address_key(a) for a in row.payload.get("approvers", [])}
-    if address_key(ctx.sender) not in approvers:
-        return ctx.result(name, False, "not_approver", ref=row.public_ref)
-    return _decide(ctx, row, decision, reason, approvers)
-
-
-def _decide(ctx: Context, row: PendingAction, decision: str, reason: str, approvers: set[str]) -> Result:
-    name = decision
-    if row.used_at is not None:
-        return ctx.result(name, False, "decided", ref=row.public_ref, outcome_was=row.outcome)
-    if row.expires_at <= ctx.now:
-        return ctx.result(name, False, "expired", ref=row.public_ref)
-    outcome = f"approved by {ctx.sender}" if decision == "approve" else f"rejected by {ctx.sender}"
-    claimed = ctx.session.execute(update(PendingAction).where(
-        PendingAction.id == row.id, PendingAction.used_at.is_(None)).values(used_at=ctx.now, outcome=outcome))
-    if not getattr(claimed, "rowcount", 1):
-        return ctx.result(name, False, "decided", ref=row.public_ref, outcome_was="decided")
-    group = ctx.session.get(Group, row.group_id) if row.group_id else None
-    assert group is not None
-    kind = row.payload["kind"]
-    rule = row.payload.get("rule", "")
-    audit(ctx.session, ctx.now, ctx.sender, f"{decision}:{kind}", group.slug, rule=rule, ref=row.public_ref,
-          reason=reason)
-    applied = APPLY_DECISION[kind](ctx, row, group, decision, reason)
-    others = [a for a in row.payload.get("approvers", []) if address_key(a) != address_key(ctx.sender)]
-    context = {"ref": row.public_ref, "decision": decision, "reason": reason, "decider": ctx.sender,
-               "summary": row.payload.get("summary", ""), "outcome": applied}
-    for other in others:
-        msg = compose(ctx.cfg, "notices/decided.txt", {"group": group, "rules": ctx.rules, **context}, to=[other],
-                      now=ctx.now)
-        enqueue(ctx.session, msg, [other], ctx.cfg.network.bot_address, ctx.now, kind="notice",
-                inbound_id=ctx.inbound_id)
-    requester = row.payload.get("requester", "")
-    if requester and address_key(requester) not in approvers:
-        msg = compose(ctx.cfg, "notices/outcome.txt", {"group": group, "rules": ctx.rules, **context},
-                      to=[requester], now=ctx.now)
-        enqueue(ctx.session, msg, [requester], ctx.cfg.network.bot_address, ctx.now, kind="notice",
-                inbound_id=ctx.inbound_id)
-    return ctx.result(name, True, "done", ref=row.public_ref, group=group, reason=reason, applied=applied,
-                      summary=row.payload.get("summary", ""))
-
-
-def _decide_group(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
-    if group.status != GroupStatus.PENDING.value:
-        return f"nothing changed: the group is {group.status}"
-    if decision == "approve":
-        activate(ctx, group, row.payload.get("rule", ""))
-        return "the group is active and its introduction is public"
-    close_group(ctx, group, f"proposal rejected by {ctx.sender}" + (f": {reason}" if reason else ""))
-    return "the proposal is closed"
-
-
+@pending.decided("join")
 def _decide_join(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
     if decision != "approve":
         return "the request to join was declined"
@@ -253,117 +62,61 @@ def _decide_join(ctx: Context, row: PendingAction, group: Group, decision: str, 
     return f"{row.payload['requester']} joined the group"
 
 
-def _decide_keep(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
-    if decision == "approve":
-        return "the group stays open; it needs a new contact (the secretariat can add one with 'contact')"
-    close_group(ctx, group, f"closed by {ctx.sender} after its last contact left" + (f": {reason}" if reason else ""))
-    return "the group is closed"
-
-
-def _decide_post(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
-    from wgbot.lists import decide_post
-
-    return decide_post(ctx, row, group, decision, reason)
-
-
-def _decide_report(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
-    from wgbot.reports import decide_report
-
-    return decide_report(ctx, row, group, decision, reason)
-
-
-def _decide_organisation(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
-    from wgbot.organisations import decide_organisation
-
-    return decide_organisation(ctx, row, group, decision, reason)
-
-
-def _decide_invitations(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
-    from wgbot.invitations import decide_invitations
-
-    return decide_invitations(ctx, row, group, decision, reason)
-
-
-APPLY_DECISION = {"group": _decide_group, "join": _decide_join, "keep_group": _decide_keep, "post": _decide_post,
-                  "report": _decide_report, "organisation": _decide_organisation,
-                  "invitations": _decide_invitations}
-
-
 # ---------------------------------------------------------------------------------------------------------
-# State changes
+# Verifying a support against the register of organisations (wgbot.organisations)
 
 
-def activate(ctx: Context, group: Group, rule: str) -> None:
-    group.status = GroupStatus.ACTIVE.value
-    group.activated_at = ctx.now
-    audit(ctx.session, ctx.now, "wgbot", "constituted", group.slug, rule=rule)
-    tell(ctx, ctx.rules.notify.constituted, group, "notices/constituted.txt",
-         {"domain": ctx.cfg.network.list_domain, "contacts": contacts(ctx.session, group)})
+def check_support(ctx: Context, group: Group, ms: Membership, address: str) -> str:
+    """Where a register exists and the supporter's organisation is not verified by their mail domain, the
+    support stops counting and the office is asked to accept it; returns why ("" when it counts)."""
+    member = ctx.session.get(Member, ms.member_id)
+    if member is None or not has_register(ctx.session):
+        return ""
+    ok, why = verify(ctx.session, address, member.organisation)
+    if ok:
+        org = registered(ctx.session, member.organisation)
+        member.organisation = org.name if org is not None else member.organisation
+        return ""
+    ms.verified = False
+    where = f", {country_name(member.country)}" if member.country else ""
+    request_approval(ctx, "organisation", group, address, list(ctx.cfg.network.secretariat), "organisations",
+                     f"count {address} as {member.organisation or '(no organisation)'}{where} in support of "
+                     f"{group.name} (unverified: {why})", {"member_id": member.id})
+    return why
 
 
-def close_group(ctx: Context, group: Group, reason: str) -> None:
-    if group.status == GroupStatus.CLOSED.value:
-        return
-    tell(ctx, ctx.rules.notify.closed, group, "notices/closed.txt", {"reason": reason})
-    group.status = GroupStatus.CLOSED.value
-    group.closed_at = ctx.now
-    group.closed_reason = reason[:500]
-    # Requests about a closed group can no longer be decided.
-    ctx.session.execute(update(PendingAction).where(PendingAction.group_id == group.id,
-                                                    PendingAction.used_at.is_(None))
-                        .values(used_at=ctx.now, outcome="group closed"))
-    audit(ctx.session, ctx.now, ctx.sender, "closed", group.slug, reason=reason)
-
-
-def evaluate_formation(ctx: Context, group: Group) -> R.Decision:
-    """Recount the supporters; on reaching the threshold constitute the group as the rules say."""
-    decision = R.formation(ctx.rules, supporters(ctx.session, group))
-    if not decision.ok or group.status != GroupStatus.FORMING.value:
-        return decision
-    status = R.constitution_status(ctx.rules)
-    audit(ctx.session, ctx.now, "wgbot", "threshold-reached", group.slug, rule=decision.rule, facts=decision.reason)
-    if status == GroupStatus.ACTIVE.value:
-        activate(ctx, group, decision.rule)
-    else:
-        group.status = GroupStatus.PENDING.value
-        request_approval(ctx, "group", group, group.proposer, list(ctx.cfg.network.secretariat),
-                         f"formation.constituted_by={ctx.rules.formation.constituted_by}",
-                         f"constitute the working group {group.name}")
-    return decision
-
-
-def add_member(ctx: Context, group: Group, address: str, fields: dict[str, Any], role: str = Role.MEMBER.value,
-               delivery: str = Delivery.REGULAR.value) -> Membership:
-    member = get_or_create_member(ctx.session, address, ctx.now)
-    if fields.get("organisation"):
-        member.organisation = canonical(ctx.session, fields["organisation"])
-    if fields.get("country"):
-        member.country = fields["country"]
-    ms = membership(ctx.session, group, member)
+@pending.decided("organisation")
+def decide_organisation(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
+    """The office accepts (the support counts from now) or refuses an unverified support."""
+    ms = ctx.session.scalar(select(Membership).where(Membership.group_id == group.id,
+                                                     Membership.member_id == row.payload.get("member_id")))
     if ms is None:
-        ms = Membership(group_id=group.id, member_id=member.id, role=role,
-                        delivery=fields.get("delivery", delivery), joined_at=ctx.now)
-        ctx.session.add(ms)
-        ctx.session.flush()
-    elif role == Role.CONTACT.value:
-        ms.role = role
-    return ms
-
-
-def expire_proposals(ctx: Context) -> list[str]:
-    """Close forming proposals older than formation.proposal_expiry_days (run by the schedule); their slugs."""
-    limit = ctx.now - dt.timedelta(days=ctx.rules.formation.proposal_expiry_days)
-    expired = ctx.session.scalars(select(Group).where(Group.status == GroupStatus.FORMING.value,
-                                                      Group.created_at <= limit)).all()
-    for group in expired:
-        decision = R.formation(ctx.rules, supporters(ctx.session, group))
-        close_group(ctx, group, f"the proposal expired after {ctx.rules.formation.proposal_expiry_days} days "
-                                f"(formation.proposal_expiry_days): {decision.reason}")
-    return [g.slug for g in expired]
+        return "nothing changed: the supporter has left"
+    if decision != "approve":
+        return "the support stays unverified and does not count"
+    ms.verified = True
+    ctx.session.flush()
+    decision_now = evaluate_formation(ctx, group)
+    return f"the support counts: {decision_now.reason}"
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Commands
+
+
+def _fields(ctx: Context, name: str, line: Line) -> tuple[dict[str, str], Result | None]:
+    out: dict[str, str] = {}
+    if "organisation" in line.fields or "organization" in line.fields:
+        org = " ".join((line.fields.get("organisation") or line.fields.get("organization") or "").split())
+        if len(org) > 200 or not org.isprintable():
+            return out, ctx.result(name, False, "bad_organisation", value=shown(org))
+        out["organisation"] = org
+    if "country" in line.fields:
+        code = normalise_country(line.fields["country"])
+        if code is None:
+            return out, ctx.result(name, False, "bad_country", value=shown(line.fields["country"]))
+        out["country"] = code
+    return out, None
 
 
 def _addresses(value: str) -> list[str]:
@@ -377,8 +130,6 @@ def _addresses(value: str) -> list[str]:
 def cmd_propose(ctx: Context, line: Line) -> Result:
     name = " ".join(" ".join(line.args).split())
     slug = slugify(name)
-    from wgbot.groups import check_slug
-
     problem = check_slug(slug, ctx.cfg) if len(name) <= 200 else "the name is longer than 200 characters"
     if problem:
         return ctx.result("propose", False, "bad_name", value=shown(name), problem=problem)
@@ -400,11 +151,12 @@ def cmd_propose(ctx: Context, line: Line) -> Result:
     bad = [a for a in invited if not _ADDRESS.match(a)]
     if bad or len(invited) > 20:
         return ctx.result("propose", False, "bad_supporters", value=shown(", ".join(bad)) if bad else "more than 20")
-    return ctx.pending("propose", "propose", None,
-                       {"name": name, "introduction": line.text, "supporters": invited, **fields},
-                       f"propose the working group {name}", name=name)
+    return confirmation(ctx, "propose", "propose", None,
+                        {"name": name, "introduction": line.text, "supporters": invited, **fields},
+                        f"propose the working group {name}", name=name)
 
 
+@pending.confirmed("propose")
 def _apply_propose(ctx: Context, row: PendingAction, _: Group | None) -> Result:
     p = row.payload
     slug = slugify(p["name"])
@@ -460,9 +212,10 @@ def cmd_support(ctx: Context, line: Line) -> Result:
     fields, refusal = _newcomer_fields(ctx, "support", group, line, joining=False)
     if refusal is not None:
         return refusal
-    return ctx.pending("support", "support", group, fields, f"support the proposed group {group.name}")
+    return confirmation(ctx, "support", "support", group, fields, f"support the proposed group {group.name}")
 
 
+@pending.confirmed("support")
 def _apply_support(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     assert group is not None
     if group.status != GroupStatus.FORMING.value:
@@ -497,8 +250,9 @@ def cmd_contact(ctx: Context, line: Line) -> Result:
         if len(current) - 1 < ctx.rules.contacts.minimum:
             return ctx.result("contact", False, "minimum", group=group, address=address,
                               minimum=ctx.rules.contacts.minimum)
-    return ctx.pending("contact", f"contact-{verb}", group, {"target": address},
-                       f"{verb} {address} as a {ctx.rules.network.contact} of {group.name}", verb=verb, address=address)
+    return confirmation(ctx, "contact", f"contact-{verb}", group, {"target": address},
+                        f"{verb} {address} as a {ctx.rules.network.contact} of {group.name}", verb=verb,
+                        address=address)
 
 
 def _apply_contact(ctx: Context, row: PendingAction, group: Group | None, verb: str) -> Result:
@@ -530,8 +284,8 @@ def _declare(ctx: Context, line: Line, verb: str) -> Result:
         return ctx.result(verb, False, "closed", group=group)
     if not is_contact(ctx, group):
         return ctx.result(verb, False, "not_contact", group=group)
-    return ctx.pending(verb, verb, group, {"year": ctx.now.year}, f"declare that {group.name} "
-                       + ("continues next year" if verb == "continue" else "should close"))
+    return confirmation(ctx, verb, verb, group, {"year": ctx.now.year}, f"declare that {group.name} "
+                        + ("continues next year" if verb == "continue" else "should close"))
 
 
 @registry.command("continue", order=100, usage="continue GROUP", example="continue migrant-inclusion",
@@ -565,18 +319,19 @@ def cmd_withdraw(ctx: Context, line: Line) -> Result:
     group = ctx.session.scalar(select(Group).where(Group.proposal_ref == ref))
     if group is not None and address_key(group.proposer) == key and group.status in (
             GroupStatus.FORMING.value, GroupStatus.PENDING.value):
-        return ctx.pending("withdraw", "withdraw", group, {"ref": ref}, f"withdraw the proposal {group.name} ({ref})",
-                           what=group.name)
+        return confirmation(ctx, "withdraw", "withdraw", group, {"ref": ref},
+                            f"withdraw the proposal {group.name} ({ref})", what=group.name)
     row = ctx.session.scalar(select(PendingAction).where(PendingAction.public_ref == ref,
                                                          PendingAction.address_key == key,
                                                          PendingAction.used_at.is_(None)))
     if row is None:
         return ctx.result("withdraw", False, "unknown", ref=shown(ref, 20))
     target = ctx.session.get(Group, row.group_id) if row.group_id else None
-    return ctx.pending("withdraw", "withdraw", target, {"ref": ref}, f"withdraw your request {ref}",
-                       what=row.payload.get("summary", ref))
+    return confirmation(ctx, "withdraw", "withdraw", target, {"ref": ref}, f"withdraw your request {ref}",
+                        what=row.payload.get("summary", ref))
 
 
+@pending.confirmed("withdraw")
 def _apply_withdraw(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     ref = row.payload["ref"]
     key = address_key(row.payload["address"])
@@ -629,10 +384,11 @@ def cmd_join(ctx: Context, line: Line) -> Result:
     fields, refusal = _newcomer_fields(ctx, "join", group, line, joining=True)
     if refusal is not None:
         return refusal
-    return ctx.pending("join", "join", group, {"delivery": delivery, **fields},
-                       f"join the group {group.name} ({delivery} delivery)", delivery=delivery)
+    return confirmation(ctx, "join", "join", group, {"delivery": delivery, **fields},
+                        f"join the group {group.name} ({delivery} delivery)", delivery=delivery)
 
 
+@pending.confirmed("join")
 def _apply_join(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     assert group is not None
     payload = row.payload
@@ -674,13 +430,12 @@ def cmd_leave(ctx: Context, line: Line) -> Result:
     if last and not replacement and group.status == GroupStatus.ACTIVE.value \
             and ctx.rules.contacts.last_leaves == "refuse":
         return ctx.result("leave", False, "last_contact", group=group)
-    return ctx.pending("leave", "leave", group, payload, f"leave the group {group.name}", last=last)
+    return confirmation(ctx, "leave", "leave", group, payload, f"leave the group {group.name}", last=last)
 
 
+@pending.confirmed("leave")
 def _apply_leave(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     assert group is not None
-    from wgbot.leaving import leave
-
     outcome = leave(ctx, group, row.payload["address"], row.payload.get("replacement", ""), row.public_ref)
     if outcome == "last_contact":
         return ctx.result("leave", False, "last_contact", group=group)
@@ -688,15 +443,7 @@ def _apply_leave(ctx: Context, row: PendingAction, group: Group | None) -> Resul
                       group=group)
 
 
-ACTIONS.update({
-    "join": _apply_join,
-    "leave": _apply_leave,
-    "propose": _apply_propose,
-    "support": _apply_support,
-    "contact-add": lambda ctx, row, g: _apply_contact(ctx, row, g, "add"),
-    "contact-remove": lambda ctx, row, g: _apply_contact(ctx, row, g, "remove"),
-    "continue": lambda ctx, row, g: _apply_declaration(ctx, row, g, "continue"),
-    "close": lambda ctx, row, g: _apply_declaration(ctx, row, g, "close"),
-    "withdraw": _apply_withdraw,
-})
-
+pending.confirmed("contact-add")(lambda ctx, row, group: _apply_contact(ctx, row, group, "add"))
+pending.confirmed("contact-remove")(lambda ctx, row, group: _apply_contact(ctx, row, group, "remove"))
+pending.confirmed("continue")(lambda ctx, row, group: _apply_declaration(ctx, row, group, "continue"))
+pending.confirmed("close")(lambda ctx, row, group: _apply_declaration(ctx, row, group, "close"))

@@ -337,9 +337,10 @@ def test_a_flood_of_held_posts_makes_one_digest_an_hour(sqlite_sessions: S, tmp_
     """150 posts from a non-member make 3 moderation requests per contact, then one digest per contact and hour
     (sent by the scheduler), not 150 requests each; a contact still decides each post from the digest."""
     from tests.helpers import add_members
-    from wgbot.schedule import context, tick
+    from wgbot.context import job_context as context
+    from wgbot.groups import add_member
+    from wgbot.schedule import tick
     from wgbot.store import Group, Post
-    from wgbot.workgroups import add_member
 
     cfg = net(tmp_path, "ietm", network={"base_url": ""})
     slug = make_group(sqlite_sessions, cfg, name="Dance", contact="anna@theatre.example")

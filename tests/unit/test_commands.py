@@ -8,8 +8,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers import NOW, feed, last_reply, mail, make_group, outbox_count, queued, token_from
-from wgbot.commands import read_commands, registry, strip_subject
+from wgbot import inbox  # noqa: F401  (the place that imports the features: every command registers)
+from wgbot.commands import read_commands, strip_subject
 from wgbot.config import Config
+from wgbot.context import registry
 from wgbot.groups import list_members
 from wgbot.store import Group, InboundMessage, Membership, PendingAction
 

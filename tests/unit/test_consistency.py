@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 
-from wgbot.commands import registry
+from wgbot import inbox  # noqa: F401  (the place that imports the features: every command registers)
 from wgbot.config import Config
+from wgbot.context import registry
 from wgbot.render import compose, render_fragment, template_names
 from wgbot.resources import data_dir
 from wgbot.rules import Decision, load_rules

@@ -23,13 +23,13 @@ from tests.helpers import (
     queued,
     token_from,
 )
-from wgbot.commands import Context
 from wgbot.config import Config
-from wgbot.groups import list_groups, list_members
+from wgbot.context import Context
+from wgbot.groups import expire_proposals, list_groups, list_members
 from wgbot.parse import parse
+from wgbot.pending import read_decision
 from wgbot.rules import cached_rules
 from wgbot.store import AuditEntry, Group
-from wgbot.workgroups import expire_proposals, read_decision
 
 S = sessionmaker[Session]
 OFFICE = ["office@example.org", "deputy@example.org"]
