@@ -45,7 +45,8 @@ transport = "smtp"
 port = {relay.port}
 connections = 2
 batch_size = 20
-lease_seconds = 10     # the killed worker's claimed rows are free again after 10 s, not 10 minutes
+lease_seconds = 20     # the killed worker's claimed rows are free again after 20 s, not 10 minutes (a live
+                       # worker never holds a batch that long, even on a loaded machine)
 [schedule]
 rollup_on = ""
 """)
