@@ -75,13 +75,20 @@ def by_text(driver: Any, text: str) -> Any:
 
 def follow(driver: Any, element: Any, action: Any = None) -> None:
     """Click (or do `action` on) `element` and wait until the next page has replaced this one."""
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.wait import WebDriverWait
 
     page = driver.find_element(By.TAG_NAME, "html")
+
+    def replaced(_: Any) -> bool:
+        try:
+            page.is_enabled()
+            return False
+        except WebDriverException:  # stale, or chromedriver's "Node ... does not belong to the document"
+            return True
     (action or element.click)()
-    WebDriverWait(driver, 20).until(expected_conditions.staleness_of(page))
+    WebDriverWait(driver, 20).until(replaced)
 
 
 def test_a_visitor_follows_a_group_to_a_threaded_message_and_searches(browser: Any, site: Website) -> None:
