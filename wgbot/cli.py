@@ -26,7 +26,7 @@ from wgbot.clibase import (
     delivery,
     load,
     open_store,
-    print_table,
+    print_rows,
     store_engine,
     utcnow,
 )
@@ -254,12 +254,8 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
                                    .order_by(InboundMessage.id)).all()
         data = [{"id": r.id, "received": r.received_at.isoformat(timespec="seconds"), "from": r.envelope_from,
                  "to": r.recipient, "reason": r.outcome.removeprefix("quarantined: ")} for r in rows]
-        if args.json:
-            print(json.dumps(data, indent=2))
-        elif data:
-            print_table(data, ["id", "received", "from", "to", "reason"])
-        else:
-            print("the quarantine is empty")
+        print_rows(data, ["id", "received", "from", "to", "reason"], args.json, "the quarantine is empty",
+                   ensure_ascii=True)
         return EXIT_OK
     if args.action == "show":
         if len(args.ids) != 1:

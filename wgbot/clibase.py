@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import logging
 import os
 import sys
@@ -133,6 +134,17 @@ def delivery(cfg: Config) -> sessionmaker[Session]:
     from wgbot.db import delivery_sessions
 
     return delivery_sessions(cfg)  # type: ignore[no-any-return]
+
+
+def print_rows(rows: list[dict[str, Any]], columns: list[str], as_json: bool, empty: str = "",
+               ensure_ascii: bool = False) -> None:
+    """What the listing commands print: `rows` as JSON with --json, else a table, else `empty` (if any)."""
+    if as_json:
+        print(json.dumps(rows, indent=2, ensure_ascii=ensure_ascii))
+    elif rows:
+        print_table(rows, columns)
+    elif empty:
+        print(empty)
 
 
 def print_table(rows: list[dict[str, Any]], columns: list[str]) -> None:

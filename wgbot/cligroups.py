@@ -6,12 +6,11 @@ It holds no domain logic, and imports inside each command so that the command li
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
 
-from wgbot.clibase import EXIT_OK, EXIT_USAGE, Fail, load, open_store, print_table, utcnow
+from wgbot.clibase import EXIT_OK, EXIT_USAGE, Fail, load, open_store, print_rows, utcnow
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -63,10 +62,7 @@ def cmd_organisations(args: argparse.Namespace) -> int:
         with sessions() as session:
             rows = [{"name": o.name, "country": o.country, "domains": o.domains}
                     for o in session.scalars(select(Organisation).order_by(Organisation.name))]
-        if args.json:
-            print(json.dumps(rows, indent=2, ensure_ascii=False))
-        else:
-            print_table(rows, ["name", "country", "domains"])
+        print_rows(rows, ["name", "country", "domains"], args.json)
         return EXIT_OK
     if not args.file:
         raise Fail("organisations import: give the CSV file (columns name,country,domains)", EXIT_USAGE)
@@ -140,12 +136,8 @@ def cmd_groups(args: argparse.Namespace) -> int:
     cfg = load(args)
     with open_store(cfg)() as session:
         rows = groups.list_groups(session)
-    if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
-    elif rows:
-        print_table(rows, ["slug", "name", "status", "members", "contacts", "countries"])
-    else:
-        print("no groups yet; create one with `wgbot group create NAME --contact ADDRESS`")
+    print_rows(rows, ["slug", "name", "status", "members", "contacts", "countries"], args.json,
+               "no groups yet; create one with `wgbot group create NAME --contact ADDRESS`")
     return EXIT_OK
 
 
@@ -159,12 +151,8 @@ def cmd_members(args: argparse.Namespace) -> int:
         if group is None:
             raise Fail(f"no group {args.group!r}; `wgbot groups` lists them")
         rows = groups.list_members(session, group)
-    if args.json:
-        print(json.dumps(rows, indent=2, ensure_ascii=False))
-    elif rows:
-        print_table(rows, ["address", "organisation", "country", "role", "delivery"])
-    else:
-        print(f"{group.slug} has no members")
+    print_rows(rows, ["address", "organisation", "country", "role", "delivery"], args.json,
+               f"{group.slug} has no members")
     return EXIT_OK
 
 

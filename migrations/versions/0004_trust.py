@@ -44,4 +44,5 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    pass  # a hash cannot be turned back into its token
+    """Nothing to undo: masking is one-way (a hash cannot be turned back into its token), and the masked rows
+    are inbound rows already processed, which the older code only shows to the operator."""
