@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -274,8 +274,8 @@ def cmd_set(ctx: Context, line: Line) -> Result:
         return ctx.result("set", True, "unchanged", group=group, delivery=value, setting=setting)
     what = f"change your delivery in {group.name} to {value}" if setting == "delivery" else \
         f"receive {group.name} digests as {value}"
-    return confirmation(ctx, "set", "set", group, {setting: value}, what, delivery=value,
-                        setting=setting)
+    change = SetChange(delivery=value) if setting == "delivery" else SetChange(digest=value)
+    return confirmation(ctx, "set", "set", group, change, what, delivery=value, setting=setting)
 
 
 @registry.command("who", order=60, usage="who GROUP", example="who migrant-inclusion",
@@ -314,26 +314,30 @@ def cmd_end(ctx: Context, line: Line) -> Result:
 # Confirmation: tokens are single use, expire, and are looked up by their hash
 
 
-def _requested_membership(ctx: Context, row: PendingAction, group: Group | None) -> tuple[Group, Membership | None]:
-    """The group and the requester's membership in it, for a confirmed leave or set."""
-    assert group is not None
-    member = get_member(ctx.session, row.payload["address"])
-    return group, membership(ctx.session, group, member) if member else None
+@dataclass
+class SetChange(pending.Confirmation):
+    """A `set` waiting for confirmation: the new delivery, or the new digest format."""
+
+    delivery: str = ""
+    digest: str = ""
 
 
-@pending.confirmed("set")
+@pending.confirmed("set", SetChange)
 def _apply_set(ctx: Context, row: PendingAction, group: Group | None) -> Result:
-    group, ms = _requested_membership(ctx, row, group)
+    assert group is not None
+    change = pending.read(row, SetChange)
+    member = get_member(ctx.session, change.address)
+    ms = membership(ctx.session, group, member) if member else None
     if ms is None:
         return ctx.result("confirm", False, "not_member", ref=row.public_ref, group=group)
-    if "digest" in row.payload:
-        ms.digest_format = row.payload["digest"]
-        audit(ctx.session, ctx.now, row.payload["address"], "set-digest", group.slug, detail_ref=row.public_ref,
+    if change.digest:
+        ms.digest_format = change.digest
+        audit(ctx.session, ctx.now, change.address, "set-digest", group.slug, detail_ref=row.public_ref,
               digest=ms.digest_format)
         return ctx.result("confirm", True, "set_digest", ref=row.public_ref, group=group, digest=ms.digest_format)
-    ms.delivery = row.payload["delivery"]
+    ms.delivery = change.delivery
     ms.delivery_reason = ""
-    audit(ctx.session, ctx.now, row.payload["address"], "set-delivery", group.slug, detail_ref=row.public_ref,
+    audit(ctx.session, ctx.now, change.address, "set-delivery", group.slug, detail_ref=row.public_ref,
           delivery=ms.delivery)
     return ctx.result("confirm", True, "set", ref=row.public_ref, group=group, delivery=ms.delivery)
 

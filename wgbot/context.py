@@ -21,10 +21,10 @@ from typing import Any
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
+from wgbot import outbox
 from wgbot.config import Config
-from wgbot.outbox import allow_reply, enqueue
 from wgbot.parse import Message, clean_header_text, normalise_word
-from wgbot.render import compose, render_fragment
+from wgbot.render import render_fragment
 from wgbot.rules import NetworkRules, Rules, cached_rules
 from wgbot.store import Group, GroupStatus, Ledger, address_key, prepared
 
@@ -203,15 +203,15 @@ class Context:
                                cfg=self.cfg, sender=self.sender, rules=self.rules, **context)
         return Result(ok, text)
 
-    def send(self, template: str, context: dict[str, Any], to: str, *, reply_to: str | None = None,
-             kind: str = "notice", auto_submitted: str = "auto-generated") -> bool:
-        """Queue one mail to `to`, unless the daily limit for that address is reached."""
-        if not allow_reply(self.session, to, self.now, self.cfg.limits.replies_per_day):
-            return False
-        msg = compose(self.cfg, template, context, to=[to], reply_to=reply_to, now=self.now,
-                      auto_submitted=auto_submitted)
-        enqueue(self.session, msg, [to], self.cfg.network.bot_address, self.now, kind=kind, inbound_id=self.inbound_id)
-        return True
+    def mail(self, template: str, context: dict[str, Any], to: str, *, per_day: int | None = None,
+             kind: str = "notice", reply_to: str | None = None, sender: str | None = None,
+             parent: Message | None = None, auto_submitted: str = "auto-generated") -> int | None:
+        """Queue one message from `template` to `to` in this command's transaction (wgbot.outbox.mail); the
+        template also sees `rules`. `per_day`: the recipient's daily allowance of automatic mail, for mail a
+        stranger could cause (replies, confirmation requests); None for notices that follow confirmed acts."""
+        return outbox.mail(self.session, self.cfg, self.now, template, {"rules": self.rules, **context}, to,
+                           per_day=per_day, kind=kind, inbound_id=self.inbound_id, sender=sender,
+                           reply_to=reply_to, parent=parent, auto_submitted=auto_submitted)
 
     def is_secretariat(self, address: str | None = None) -> bool:
         key = address_key(address or self.sender)

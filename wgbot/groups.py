@@ -21,9 +21,7 @@ from wgbot.countries import normalise_country
 from wgbot.errors import UsageError
 from wgbot.names import name_problem
 from wgbot.organisations import canonical, spellings, spelt
-from wgbot.outbox import enqueue
 from wgbot.pending import request_approval
-from wgbot.render import compose
 from wgbot.route import RESERVED_LOCALS, SUFFIXES
 from wgbot.store import (
     Delivery,
@@ -166,9 +164,7 @@ def tell(ctx: Context, names: Iterable[str], group: Group | None, template: str,
     """Queue a notice to each address of the named audiences (not rate-limited: these follow confirmed acts)."""
     sent = []
     for address in audience(ctx, names, group, exclude):
-        msg = compose(ctx.cfg, template, {"group": group, "rules": ctx.rules, **context}, to=[address], now=ctx.now)
-        enqueue(ctx.session, msg, [address], ctx.cfg.network.bot_address, ctx.now, kind="notice",
-                inbound_id=ctx.inbound_id)
+        ctx.mail(template, {"group": group, **context}, address)
         sent.append(address)
     return sent
 
@@ -222,17 +218,18 @@ def evaluate_formation(ctx: Context, group: Group) -> R.Decision:
     return decision
 
 
-def add_member(ctx: Context, group: Group, address: str, fields: dict[str, Any], role: str = Role.MEMBER.value,
-               delivery: str = Delivery.REGULAR.value) -> Membership:
+def add_member(ctx: Context, group: Group, address: str, *, organisation: str = "", country: str = "",
+               role: str = Role.MEMBER.value, delivery: str = "") -> Membership:
+    """Make `address` a member of `group` (a contact with `role`), recording the organisation and country given."""
     member = get_or_create_member(ctx.session, address, ctx.now)
-    if fields.get("organisation"):
-        member.organisation = canonical(ctx.session, fields["organisation"])
-    if fields.get("country"):
-        member.country = fields["country"]
+    if organisation:
+        member.organisation = canonical(ctx.session, organisation)
+    if country:
+        member.country = country
     ms = membership(ctx.session, group, member)
     if ms is None:
         ms = Membership(group_id=group.id, member_id=member.id, role=role,
-                        delivery=fields.get("delivery", delivery), joined_at=ctx.now)
+                        delivery=delivery or Delivery.REGULAR.value, joined_at=ctx.now)
         ctx.session.add(ms)
         ctx.session.flush()
     elif role == Role.CONTACT.value:
@@ -257,7 +254,16 @@ def _decide_group(ctx: Context, row: PendingAction, group: Group, decision: str,
     if group.status != GroupStatus.PENDING.value:
         return f"nothing changed: the group is {group.status}"
     if decision == "approve":
-        activate(ctx, group, row.payload.get("rule", ""))
+        activate(ctx, group, pending.read(row, pending.Approval).rule)
         return "the group is active and its introduction is public"
     close_group(ctx, group, f"proposal rejected by {ctx.sender}" + (f": {reason}" if reason else ""))
     return "the proposal is closed"
+
+
+@pending.expires("group")
+def _expire_group(ctx: Context, row: PendingAction, group: Group | None) -> int:
+    """A proposal the secretariat never decided on closes with its request."""
+    done = pending.expired(ctx, row, group)
+    if group is not None and group.status == GroupStatus.PENDING.value:
+        close_group(ctx, group, f"the proposal expired without a decision ({row.public_ref})")
+    return done

@@ -8,16 +8,16 @@ It works in the caller's transaction and only queues mail; deciding a held post 
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
 from wgbot.context import claim, local, new_token
 from wgbot.groups import contacts
-from wgbot.outbox import enqueue
-from wgbot.pending import request_approval
-from wgbot.render import compose
+from wgbot.pending import Approval, read, request_approval
 from wgbot.store import AuditEntry, Group, PendingAction, token_hash
 
 if TYPE_CHECKING:
@@ -26,7 +26,17 @@ if TYPE_CHECKING:
 DIGEST_ITEMS = 50        # held posts listed in one digest; the rest wait for the next hour's
 
 
-def hold(ctx: Context, group: Group, rule: str, summary: str, payload: dict[str, Any]) -> PendingAction:
+@dataclass
+class HeldPost(Approval):
+    """The payload of a held post's moderation request (kind "post", decided in wgbot.lists)."""
+
+    inbound_id: int = 0     # the stored message, sent as it came when approved
+    excerpt: str = ""
+    reason: str = ""
+    digest: bool = False    # waiting for the next digest of held posts: nobody has its token yet
+
+
+def hold(ctx: Context, group: Group, rule: str, summary: str, post: HeldPost) -> PendingAction:
     """Create the moderation request for a held post: mailed at once while the group is under its hourly
     allowance, else left for the next digest."""
     approvers = [m.address for m in contacts(ctx.session, group)] or list(ctx.cfg.network.secretariat)
@@ -35,7 +45,7 @@ def hold(ctx: Context, group: Group, rule: str, summary: str, payload: dict[str,
         AuditEntry.at > ctx.now - dt.timedelta(hours=1))) or 0
     quiet = recent >= ctx.cfg.lists.held_requests_per_hour
     return request_approval(ctx, "post", group, ctx.sender, approvers, rule, summary,
-                            {**payload, "digest": quiet}, notify=not quiet)
+                            dataclasses.replace(post, digest=quiet), notify=not quiet)
 
 
 def job_held_digest(ctx: Context) -> int:
@@ -43,34 +53,33 @@ def job_held_digest(ctx: Context) -> int:
     rows = ctx.session.scalars(select(PendingAction).where(
         PendingAction.action == "approval", PendingAction.used_at.is_(None),
         PendingAction.expires_at > ctx.now).order_by(PendingAction.id)).all()
-    waiting: dict[int, list[PendingAction]] = {}
+    waiting: dict[int, list[tuple[PendingAction, HeldPost]]] = {}
     for row in rows:
-        if row.payload.get("kind") == "post" and row.payload.get("digest") and row.group_id is not None:
-            waiting.setdefault(row.group_id, []).append(row)
+        post = read(row, HeldPost)
+        if post.kind == "post" and post.digest and row.group_id is not None:
+            waiting.setdefault(row.group_id, []).append((row, post))
     sent = 0
     hour = local(ctx.cfg, ctx.now).strftime("%Y-%m-%dT%H")
     for group_id, held in waiting.items():
         group = ctx.session.get(Group, group_id)
         if group is None or not claim(ctx.session, f"held-digest:{group.slug}:{hour}", ctx.now):
             continue
-        items = [_fresh_item(ctx, row) for row in held[:DIGEST_ITEMS]]
-        approvers = dict.fromkeys(a for row in held[:DIGEST_ITEMS] for a in row.payload.get("approvers", []))
+        items = [fresh_item(ctx, row, post) for row, post in held[:DIGEST_ITEMS]]
+        approvers = dict.fromkeys(a for _, post in held[:DIGEST_ITEMS] for a in post.approvers)
         for approver in approvers:
-            msg = compose(ctx.cfg, "notices/held_digest.txt",
-                          {"group": group, "items": items, "more": len(held) - len(items),
-                           "days": ctx.cfg.lists.hold_days}, to=[approver], now=ctx.now)
-            enqueue(ctx.session, msg, [approver], ctx.cfg.network.bot_address, ctx.now, kind="approval")
+            ctx.mail("notices/held_digest.txt", {"group": group, "items": items, "more": len(held) - len(items),
+                                                 "days": ctx.cfg.lists.hold_days}, approver, kind="approval")
             sent += 1
     return sent
 
 
-def _fresh_item(ctx: Context, row: PendingAction) -> dict[str, str]:
+def fresh_item(ctx: Context, row: PendingAction, post: HeldPost) -> dict[str, str]:
     """One held post for a digest. Nobody has seen its request's token: a fresh one goes into the digest (only
     its hash is kept), and the request is marked as mailed."""
     token = new_token()
     row.token_hash = token_hash(token)
     row.payload = {**row.payload, "digest": False}
     local_part, _, domain = ctx.cfg.network.bot_address.partition("@")
-    return {"ref": row.public_ref, "summary": row.payload.get("summary", ""), "token": token,
-            "reason": row.payload.get("reason", ""), "reply_address": f"{local_part}+approval-{token}@{domain}",
-            "excerpt": "\n".join(str(row.payload.get("excerpt", "")).splitlines()[:5])}
+    return {"ref": row.public_ref, "summary": post.summary, "token": token, "reason": post.reason,
+            "reply_address": f"{local_part}+approval-{token}@{domain}",
+            "excerpt": "\n".join(post.excerpt.splitlines()[:5])}

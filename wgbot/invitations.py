@@ -9,7 +9,7 @@ against its recipient's daily limit (replies_per_day). It only queues mail, in t
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
@@ -17,15 +17,23 @@ from sqlalchemy import select
 from wgbot import pending
 from wgbot.groups import audience, supporters
 from wgbot.organisations import domain_registered
-from wgbot.outbox import allow_reply, enqueue
-from wgbot.pending import request_approval
-from wgbot.render import compose
+from wgbot.outbox import allow_reply
+from wgbot.pending import Approval, request_approval
 from wgbot.rules import formation
 from wgbot.store import GroupStatus, Member, Membership, address_key
 
 if TYPE_CHECKING:
     from wgbot.context import Context
     from wgbot.store import Group, PendingAction
+
+
+@dataclass
+class InvitationRequest(Approval):
+    """The payload of an approval of kind "invitations": whom the proposer asked to invite."""
+
+    invite: list[str] = field(default_factory=list)
+    network: bool = False   # the network's members too (formation.announce_while_forming)
+    ref: str = ""           # the proposal's reference
 
 
 @dataclass
@@ -76,7 +84,7 @@ def invite(ctx: Context, group: Group, proposer: str, listed: list[str], context
                    + " and ".join(x for x in ("the network's members" if network else "", what) if x))
         request_approval(ctx, "invitations", group, proposer, list(ctx.cfg.network.secretariat),
                          "invitations: from a stranger or to strangers", summary,
-                         {"invite": ask, "network": network, "ref": context.get("ref", "")})
+                         InvitationRequest(invite=ask, network=network, ref=context.get("ref", "")))
     return result
 
 
@@ -90,29 +98,27 @@ def _send(ctx: Context, group: Group, addresses: list[str], context: dict[str, A
                                       ctx.cfg.limits.invitations_per_day):
             dropped += len(addresses) - sent - dropped
             break
-        if not allow_reply(ctx.session, address, ctx.now, ctx.cfg.limits.replies_per_day):
+        if ctx.mail("notices/invitation.txt", {"group": group, **context}, address,
+                    per_day=ctx.cfg.limits.replies_per_day) is None:
             dropped += 1
             continue
-        msg = compose(ctx.cfg, "notices/invitation.txt", {"group": group, "rules": ctx.rules, **context},
-                      to=[address], now=ctx.now)
-        enqueue(ctx.session, msg, [address], ctx.cfg.network.bot_address, ctx.now, kind="notice",
-                inbound_id=ctx.inbound_id)
         sent += 1
     return sent, dropped
 
 
-@pending.decided("invitations")
+@pending.decided("invitations", InvitationRequest)
 def decide_invitations(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
     """The secretariat agrees (the invitations go, within each recipient's daily limit) or refuses."""
     if decision != "approve":
         return "no invitations were sent"
     if group.status != GroupStatus.FORMING.value:
         return f"nothing sent: the proposal is {group.status}"
-    proposer = row.payload.get("requester", "")
-    addresses = list(row.payload.get("invite", []))
-    if row.payload.get("network"):
+    request = pending.read(row, InvitationRequest)
+    proposer = request.requester
+    addresses = list(request.invite)
+    if request.network:
         addresses += audience(ctx, ["network"], group, exclude=[proposer, *ctx.cfg.network.secretariat, *addresses])
-    context = {"decision": formation(ctx.rules, supporters(ctx.session, group)), "ref": row.payload.get("ref", ""),
+    context = {"decision": formation(ctx.rules, supporters(ctx.session, group)), "ref": request.ref,
                "domain": ctx.cfg.network.list_domain}
     sent, dropped = _send(ctx, group, addresses, context)
     return f"{sent} invitation(s) sent" + (f"; {dropped} over their recipients' daily limit" if dropped else "")

@@ -43,7 +43,7 @@ def leave(ctx: Context, group: Group, address: str, replacement: str = "", ref: 
         return "last_contact"
     was_contact = ms.role == Role.CONTACT.value
     if replacement:
-        add_member(ctx, group, replacement, {}, role=Role.CONTACT.value)
+        add_member(ctx, group, replacement, role=Role.CONTACT.value)
         tell(ctx, ctx.rules.notify.contact_changed, group, "notices/contact_changed.txt",
              {"verb": "add", "address": replacement, "by": address}, exclude=[address])
     ctx.session.delete(ms)

@@ -32,11 +32,11 @@ from wgbot.bounces import verp_address
 from wgbot.config import Config
 from wgbot.context import Context
 from wgbot.groups import contacts
-from wgbot.held import hold
+from wgbot.held import HeldPost, hold
 from wgbot.mimesafe import message_id_for, reencode_headers, transport_safe
-from wgbot.outbox import allow_reply, enqueue, enqueue_raw, note_queued
+from wgbot.outbox import enqueue_raw, note_queued
 from wgbot.parse import Message, clean_header_text, parse
-from wgbot.render import compose, render_fragment
+from wgbot.render import render_fragment
 from wgbot.route import verp_encode
 from wgbot.store import (
     Delivery,
@@ -373,7 +373,7 @@ def receive_post(ctx: Context, group: Group, raw: bytes, inbound_id: int) -> tup
         excerpt = "\n".join(msg.text.splitlines()[:20])
         request = hold(ctx, group, f"moderation: {reason}",
                        f"let the post \u201c{clean_header_text(msg.subject, 80)}\u201d from {ctx.sender}"
-                       f" through to {group.name}", {"inbound_id": inbound_id, "excerpt": excerpt, "reason": reason})
+                       f" through to {group.name}", HeldPost(inbound_id=inbound_id, excerpt=excerpt, reason=reason))
         tell_poster(ctx, group, "lists/held.txt", {"reason": reason, "ref": request.public_ref})
         return InboundStatus.DONE, f"held for the contacts: {reason}"
     count = distribute(ctx, group, raw, msg, inbound_id)
@@ -381,19 +381,16 @@ def receive_post(ctx: Context, group: Group, raw: bytes, inbound_id: int) -> tup
 
 
 def tell_poster(ctx: Context, group: Group, template: str, context: dict[str, Any]) -> None:
-    if allow_reply(ctx.session, ctx.reply_address, ctx.now, ctx.cfg.limits.replies_per_day):
-        msg = compose(ctx.cfg, template, {"group": group, "address": list_address(ctx.cfg, group), **context},
-                      to=[ctx.reply_address], parent=ctx.msg, auto_submitted="auto-replied", now=ctx.now)
-        enqueue(ctx.session, msg, [ctx.reply_address], ctx.cfg.network.bot_address, ctx.now, kind="reply",
-                inbound_id=ctx.inbound_id)
+    ctx.mail(template, {"group": group, "address": list_address(ctx.cfg, group), **context}, ctx.reply_address,
+             per_day=ctx.cfg.limits.replies_per_day, kind="reply", parent=ctx.msg, auto_submitted="auto-replied")
 
 
-@pending.decided("post")
-def decide_post(ctx: Context, request: Any, group: Group, decision: str, reason: str) -> str:
+@pending.decided("post", HeldPost)
+def decide_post(ctx: Context, request: PendingAction, group: Group, decision: str, reason: str) -> str:
     """The contacts' decision on a held post: approved posts go out; rejected ones are not sent."""
     if decision != "approve":
         return "the post was not sent to the list"
-    inbound = ctx.session.get(InboundMessage, request.payload["inbound_id"])
+    inbound = ctx.session.get(InboundMessage, pending.read(request, HeldPost).inbound_id)
     if inbound is None:
         return "the held post is gone"
     msg = parse(inbound.raw)
@@ -401,28 +398,14 @@ def decide_post(ctx: Context, request: Any, group: Group, decision: str, reason:
     return f"the post was sent to {count} member(s)"
 
 
-def expire_held(ctx: Context) -> int:
-    """Held posts older than [lists] hold_days expire; each poster is told (run by the schedule)."""
-    limit = ctx.now - dt.timedelta(days=ctx.cfg.lists.hold_days)
-    rows = ctx.session.scalars(select(PendingAction).where(
-        PendingAction.action == "approval", PendingAction.used_at.is_(None),
-        PendingAction.created_at <= limit)).all()
-    count = 0
-    for row in rows:
-        if row.payload.get("kind") != "post":
-            continue
-        row.used_at = ctx.now
-        row.outcome = "expired"
-        group = ctx.session.get(Group, row.group_id)
-        poster = row.payload["requester"]
-        msg = compose(ctx.cfg, "lists/expired.txt", {"group": group, "ref": row.public_ref,
-                                                     "days": ctx.cfg.lists.hold_days,
-                                                     "summary": row.payload.get("summary", "")},
-                      to=[poster], now=ctx.now)
-        enqueue(ctx.session, msg, [poster], ctx.cfg.network.bot_address, ctx.now, kind="notice")
-        audit(ctx.session, ctx.now, "wgbot", "held-post-expired", group.slug if group else "", ref=row.public_ref)
-        count += 1
-    return count
+@pending.expires("post", lifetime=lambda ctx: dt.timedelta(days=ctx.cfg.lists.hold_days), remind=False)
+def expire_post(ctx: Context, row: PendingAction, group: Group | None) -> int:
+    """A held post nobody decided on within [lists] hold_days expires; its poster is told."""
+    post = pending.read(row, HeldPost)
+    ctx.mail("lists/expired.txt", {"group": group, "ref": row.public_ref, "days": ctx.cfg.lists.hold_days,
+                                   "summary": post.summary}, post.requester)
+    audit(ctx.session, ctx.now, "wgbot", "held-post-expired", group.slug if group else "", ref=row.public_ref)
+    return 1
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -112,44 +112,61 @@ def cmd_report(ctx: Context, line: Line) -> Result:
     if ctx.msg.size > ctx.cfg.lists.max_post_bytes:
         return ctx.result("report", False, "too_big", group=group, size=ctx.msg.size,
                           limit=ctx.cfg.lists.max_post_bytes)
-    return confirmation(ctx, "report", "report", group, {"inbound_id": ctx.inbound_id, "kind": obligation.kind,
-                                                   "subject": ctx.msg.subject},
-                        f"submit the {obligation.kind} of {group.name}", kind=obligation.kind)
+    submission = Submission(inbound_id=ctx.inbound_id or 0, kind=obligation.kind, subject=ctx.msg.subject)
+    return confirmation(ctx, "report", "report", group, submission, f"submit the {obligation.kind} of {group.name}",
+                        kind=obligation.kind)
 
 
-@pending.confirmed("report")
+@dataclass
+class Submission(pending.Confirmation):
+    """A report waiting for its sender's confirmation: the stored message (text and attachments) and its kind."""
+
+    inbound_id: int = 0
+    kind: str = ""          # the obligation: "yearly report", "draft output", ...
+    subject: str = ""
+
+
+@dataclass
+class ReportApproval(pending.Approval):
+    """A submitted report waiting for its approvers."""
+
+    report_id: int = 0
+
+
+@pending.confirmed("report", Submission)
 def _apply_report(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     assert group is not None
-    inbound = ctx.session.get(InboundMessage, row.payload["inbound_id"])
+    submission = pending.read(row, Submission)
+    inbound = ctx.session.get(InboundMessage, submission.inbound_id)
     if inbound is None:
         return ctx.result("report", False, "gone", group=group)
     obligation = next((o for o in obligations(ctx.rules, ctx.cfg.schedule.general_assembly, ctx.now.date())
-                       if o.kind == row.payload["kind"]), None)
+                       if o.kind == submission.kind), None)
     if obligation is None:
         return ctx.result("report", False, "no_reports", group=group)
-    report = Report(group_id=group.id, kind=obligation.kind, submitted_by=row.payload["address"],
-                    subject=clean_header_text(row.payload.get("subject", ""), 500), raw=inbound.raw,
+    report = Report(group_id=group.id, kind=obligation.kind, submitted_by=submission.address,
+                    subject=clean_header_text(submission.subject, 500), raw=inbound.raw,
                     status="pending", submitted_at=ctx.now, deadline=obligation.deadline)
     ctx.session.add(report)
     ctx.session.flush()
     approvers = ([m.address for m in contacts(ctx.session, group)] if obligation.approved_by == "contacts"
                  else list(ctx.cfg.network.secretariat))
-    audit(ctx.session, ctx.now, row.payload["address"], "report-submitted", group.slug, rule=obligation.rule,
+    audit(ctx.session, ctx.now, submission.address, "report-submitted", group.slug, rule=obligation.rule,
           kind=obligation.kind, deadline=str(obligation.deadline))
-    request = request_approval(ctx, "report", group, row.payload["address"], approvers,
+    request = request_approval(ctx, "report", group, submission.address, approvers,
                                f"{obligation.rule}: approved_by={obligation.approved_by}",
-                               f"approve the {obligation.kind} of {group.name}", {"report_id": report.id})
+                               f"approve the {obligation.kind} of {group.name}", ReportApproval(report_id=report.id))
     return ctx.result("report", True, "submitted", group=group, kind=obligation.kind, ref=request.public_ref,
                       deadline=obligation.deadline)
 
 
 
 
-@pending.decided("report")
+@pending.decided("report", ReportApproval)
 def decide_report(ctx: Context, request: PendingAction, group: Group, decision: str, reason: str) -> str:
     """Approved: published to the list (and archived), and a comment period opened where the rules say so. A
     report approved after its deadline counts for the next one (SPEC §4)."""
-    report = ctx.session.get(Report, request.payload["report_id"])
+    report = ctx.session.get(Report, pending.read(request, ReportApproval).report_id)
     if report is None or report.status != "pending":
         return "nothing changed"
     report.decided_at = ctx.now

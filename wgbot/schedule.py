@@ -18,11 +18,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from wgbot import digests, held, reports
+from wgbot import digests, held, pending, reports
 from wgbot.config import WEEKDAYS, Config
 from wgbot.context import Context, claim, job_context, local
 from wgbot.groups import close_group, contacts, expire_proposals
-from wgbot.lists import expire_held
 from wgbot.outbox import enqueue
 from wgbot.render import compose
 from wgbot.store import (
@@ -35,7 +34,6 @@ from wgbot.store import (
     Membership,
     PendingAction,
     Report,
-    audit,
 )
 
 log = logging.getLogger("wgbot.schedule")
@@ -165,36 +163,9 @@ def job_comments(ctx: Context) -> int:
 
 
 def job_expiries(ctx: Context) -> int:
-    """Pending confirmations and approvals: one reminder before they expire, then expiry; held posts and
-    proposals that never reached their threshold expire too."""
-    done = 0
-    soon = ctx.now + dt.timedelta(days=ctx.cfg.schedule.reminder_days_before_expiry)
-    open_rows = ctx.session.scalars(select(PendingAction).where(PendingAction.used_at.is_(None))).all()
-    for row in open_rows:
-        kind = row.payload.get("kind", "") if row.action == "approval" else ""
-        if kind == "post":
-            continue  # held posts follow [lists] hold_days (expire_held)
-        if row.expires_at <= ctx.now:
-            row.used_at = ctx.now
-            row.outcome = "expired"
-            group = ctx.session.get(Group, row.group_id) if row.group_id else None
-            audit(ctx.session, ctx.now, "wgbot", f"expired:{row.action}{':' + kind if kind else ''}",
-                  group.slug if group else "", ref=row.public_ref)
-            if kind == "group" and group is not None and group.status == GroupStatus.PENDING.value:
-                close_group(ctx, group, f"the proposal expired without a decision ({row.public_ref})")
-            if kind:
-                done += _notify(ctx, [row.payload["requester"]], "notices/request_expired.txt",
-                                {"ref": row.public_ref, "summary": row.payload.get("summary", "")})
-            done += 1
-        elif row.expires_at <= soon and row.reminded_at is None:
-            row.reminded_at = ctx.now
-            to = row.payload.get("approvers", []) if row.action == "approval" else [row.payload.get("address", "")]
-            done += _notify(ctx, [a for a in to if a], "notices/pending_reminder.txt",
-                            {"ref": row.public_ref, "expires": row.expires_at, "approval": row.action == "approval",
-                             "summary": row.payload.get("summary", row.action)})
-    done += expire_held(ctx)
-    done += len(expire_proposals(ctx))
-    return done
+    """Pending confirmations and approvals remind and expire (wgbot.pending.sweep); proposals that never
+    reached their threshold expire too."""
+    return pending.sweep(ctx) + len(expire_proposals(ctx))
 
 
 def job_rollup(ctx: Context) -> int:
@@ -215,7 +186,7 @@ def rollup_facts(ctx: Context) -> dict[str, Any]:
     s = ctx.session
     today = local(ctx.cfg, ctx.now).date()
     groups = s.scalars(select(Group).order_by(Group.status, Group.name)).all()
-    pending = s.scalars(select(PendingAction).where(PendingAction.action == "approval",
+    waiting = s.scalars(select(PendingAction).where(PendingAction.action == "approval",
                                                     PendingAction.used_at.is_(None))
                         .order_by(PendingAction.created_at)).all()
     upcoming = []
@@ -232,8 +203,9 @@ def rollup_facts(ctx: Context) -> dict[str, Any]:
         Membership.delivery_reason.like("bounces:%")).group_by(Group.slug)).all()
     scores = s.scalar(select(func.count()).select_from(BounceScore).where(
         BounceScore.day >= today - dt.timedelta(days=7))) or 0
-    return {"groups": groups, "approvals": [p for p in pending if p.payload.get("kind") != "post"],
-            "held": [p for p in pending if p.payload.get("kind") == "post"], "upcoming": upcoming,
+    held_posts = [p for p in waiting if pending.read(p, pending.Approval).kind == "post"]
+    return {"groups": groups, "approvals": [p for p in waiting if p not in held_posts], "held": held_posts,
+            "upcoming": upcoming,
             "overdue": overdue, "disabled": disabled, "scores": scores, "today": today}
 
 

@@ -9,8 +9,9 @@ It works in the caller's transaction, queues mail and writes the audit log; it n
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Any
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 
@@ -54,12 +55,82 @@ _ADDRESS = re.compile(r"^[^@\s<>()\[\],;:\"]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}$")
 # Decisions on the requests this module opens
 
 
-@pending.decided("join")
+@dataclass
+class Newcomer(pending.Confirmation):
+    """Someone supporting a proposal (or joining, or proposing): the organisation and country they gave."""
+
+    organisation: str = ""
+    country: str = ""
+
+
+@dataclass
+class JoinRequest(Newcomer):
+    """A `join` waiting for confirmation, with the delivery asked for."""
+
+    delivery: str = Delivery.REGULAR.value
+
+
+@dataclass
+class JoinApproval(pending.Approval):
+    """A confirmed join waiting for a contact (joining.policy = approval)."""
+
+    organisation: str = ""
+    country: str = ""
+    delivery: str = Delivery.REGULAR.value
+
+
+@dataclass
+class Proposal(Newcomer):
+    """A `propose` waiting for confirmation: the group, its introduction, whom to invite."""
+
+    name: str = ""
+    introduction: str = ""
+    supporters: list[str] = field(default_factory=list)   # addresses to invite
+
+
+@dataclass
+class OrganisationCheck(pending.Approval):
+    """An unverified support waiting for the office (wgbot.organisations)."""
+
+    member_id: int = 0
+
+
+@dataclass
+class ContactChange(pending.Confirmation):
+    """A `contact GROUP add|remove ADDRESS` waiting for confirmation."""
+
+    target: str = ""
+
+
+@dataclass
+class DeclarationRequest(pending.Confirmation):
+    """A `continue` or `close` declaration waiting for confirmation, for its year."""
+
+    year: int = 0
+
+
+@dataclass
+class Withdrawal(pending.Confirmation):
+    """A `withdraw REF` waiting for confirmation."""
+
+    ref: str = ""
+
+
+@dataclass
+class Leaving(pending.Confirmation):
+    """A `leave` waiting for confirmation; a last contact names who takes over."""
+
+    replacement: str = ""
+
+
+@pending.decided("join", JoinApproval)
 def _decide_join(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
     if decision != "approve":
         return "the request to join was declined"
-    add_member(ctx, group, row.payload["requester"], row.payload)
-    return f"{row.payload['requester']} joined the group"
+    request = pending.read(row, JoinApproval)
+    add_member(ctx, group, request.requester, organisation=request.organisation, country=request.country,
+               delivery=request.delivery)
+    return f"{request.requester} joined the group"
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -81,15 +152,16 @@ def check_support(ctx: Context, group: Group, ms: Membership, address: str) -> s
     where = f", {country_name(member.country)}" if member.country else ""
     request_approval(ctx, "organisation", group, address, list(ctx.cfg.network.secretariat), "organisations",
                      f"count {address} as {member.organisation or '(no organisation)'}{where} in support of "
-                     f"{group.name} (unverified: {why})", {"member_id": member.id})
+                     f"{group.name} (unverified: {why})", OrganisationCheck(member_id=member.id))
     return why
 
 
-@pending.decided("organisation")
+@pending.decided("organisation", OrganisationCheck)
 def decide_organisation(ctx: Context, row: PendingAction, group: Group, decision: str, reason: str) -> str:
     """The office accepts (the support counts from now) or refuses an unverified support."""
+    member_id = pending.read(row, OrganisationCheck).member_id
     ms = ctx.session.scalar(select(Membership).where(Membership.group_id == group.id,
-                                                     Membership.member_id == row.payload.get("member_id")))
+                                                     Membership.member_id == member_id))
     if ms is None:
         return "nothing changed: the supporter has left"
     if decision != "approve":
@@ -152,33 +224,33 @@ def cmd_propose(ctx: Context, line: Line) -> Result:
     if bad or len(invited) > 20:
         return ctx.result("propose", False, "bad_supporters", value=shown(", ".join(bad)) if bad else "more than 20")
     return confirmation(ctx, "propose", "propose", None,
-                        {"name": name, "introduction": line.text, "supporters": invited, **fields},
+                        Proposal(name=name, introduction=line.text, supporters=invited, **fields),
                         f"propose the working group {name}", name=name)
 
 
-@pending.confirmed("propose")
+@pending.confirmed("propose", Proposal)
 def _apply_propose(ctx: Context, row: PendingAction, _: Group | None) -> Result:
-    p = row.payload
-    slug = slugify(p["name"])
+    p = pending.read(row, Proposal)
+    slug = slugify(p.name)
     if ctx.session.scalar(select(Group.id).where(Group.slug == slug)) is not None:
         return ctx.result("propose", False, "exists", group=ctx.session.scalar(select(Group).where(Group.slug == slug)))
-    problem = name_problem(ctx.session, p["name"])
+    problem = name_problem(ctx.session, p.name)
     if problem:  # a look-alike proposed and confirmed in the meantime
-        return ctx.result("propose", False, "bad_name", value=shown(p["name"]), problem=problem)
-    group = Group(slug=slug, name=p["name"], status=GroupStatus.FORMING.value, introduction=p.get("introduction", ""),
-                  proposer=p["address"], proposal_ref=row.public_ref, created_at=ctx.now)
+        return ctx.result("propose", False, "bad_name", value=shown(p.name), problem=problem)
+    group = Group(slug=slug, name=p.name, status=GroupStatus.FORMING.value, introduction=p.introduction,
+                  proposer=p.address, proposal_ref=row.public_ref, created_at=ctx.now)
     ctx.session.add(group)
     ctx.session.flush()
-    ms = add_member(ctx, group, p["address"], p, role=Role.CONTACT.value)
-    audit(ctx.session, ctx.now, p["address"], "proposed", slug, rule=f"rules={ctx.rules.network.name}",
+    ms = add_member(ctx, group, p.address, organisation=p.organisation, country=p.country, role=Role.CONTACT.value)
+    audit(ctx.session, ctx.now, p.address, "proposed", slug, rule=f"rules={ctx.rules.network.name}",
           ref=row.public_ref)
-    unverified = check_support(ctx, group, ms, p["address"])
+    unverified = check_support(ctx, group, ms, p.address)
     decision = evaluate_formation(ctx, group)
     invited = None
     if group.status == GroupStatus.FORMING.value:
         context = {"decision": decision, "domain": ctx.cfg.network.list_domain, "ref": row.public_ref}
-        tell(ctx, ctx.rules.notify.proposed, group, "notices/proposed.txt", context, exclude=[p["address"]])
-        invited = invite(ctx, group, p["address"], p.get("supporters", []), context)
+        tell(ctx, ctx.rules.notify.proposed, group, "notices/proposed.txt", context, exclude=[p.address])
+        invited = invite(ctx, group, p.address, p.supporters, context)
     return ctx.result("propose", True, "created", group=group, decision=decision, ref=row.public_ref,
                       domain=ctx.cfg.network.list_domain, unverified=unverified, invited=invited)
 
@@ -212,17 +284,19 @@ def cmd_support(ctx: Context, line: Line) -> Result:
     fields, refusal = _newcomer_fields(ctx, "support", group, line, joining=False)
     if refusal is not None:
         return refusal
-    return confirmation(ctx, "support", "support", group, fields, f"support the proposed group {group.name}")
+    return confirmation(ctx, "support", "support", group, Newcomer(**fields),
+                        f"support the proposed group {group.name}")
 
 
-@pending.confirmed("support")
+@pending.confirmed("support", Newcomer)
 def _apply_support(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     assert group is not None
     if group.status != GroupStatus.FORMING.value:
         return ctx.result("support", False, "not_forming", group=group)
-    ms = add_member(ctx, group, row.payload["address"], row.payload)
-    audit(ctx.session, ctx.now, row.payload["address"], "supported", group.slug, ref=row.public_ref)
-    unverified = check_support(ctx, group, ms, row.payload["address"])
+    who = pending.read(row, Newcomer)
+    ms = add_member(ctx, group, who.address, organisation=who.organisation, country=who.country)
+    audit(ctx.session, ctx.now, who.address, "supported", group.slug, ref=row.public_ref)
+    unverified = check_support(ctx, group, ms, who.address)
     decision = evaluate_formation(ctx, group)
     return ctx.result("support", True, "counted", group=group, decision=decision, domain=ctx.cfg.network.list_domain,
                       unverified=unverified)
@@ -250,16 +324,17 @@ def cmd_contact(ctx: Context, line: Line) -> Result:
         if len(current) - 1 < ctx.rules.contacts.minimum:
             return ctx.result("contact", False, "minimum", group=group, address=address,
                               minimum=ctx.rules.contacts.minimum)
-    return confirmation(ctx, "contact", f"contact-{verb}", group, {"target": address},
+    return confirmation(ctx, "contact", f"contact-{verb}", group, ContactChange(target=address),
                         f"{verb} {address} as a {ctx.rules.network.contact} of {group.name}", verb=verb,
                         address=address)
 
 
 def _apply_contact(ctx: Context, row: PendingAction, group: Group | None, verb: str) -> Result:
     assert group is not None
-    target = row.payload["target"]
+    change = pending.read(row, ContactChange)
+    target = change.target
     if verb == "add":
-        add_member(ctx, group, target, {}, role=Role.CONTACT.value)
+        add_member(ctx, group, target, role=Role.CONTACT.value)
     else:
         current = contacts(ctx.session, group)
         if len(current) - 1 < ctx.rules.contacts.minimum:
@@ -269,10 +344,10 @@ def _apply_contact(ctx: Context, row: PendingAction, group: Group | None, verb: 
         ms = membership(ctx.session, group, member) if member else None
         if ms is not None:
             ms.role = Role.MEMBER.value
-    audit(ctx.session, ctx.now, row.payload["address"], f"contact-{verb}", group.slug, rule="contacts",
+    audit(ctx.session, ctx.now, change.address, f"contact-{verb}", group.slug, rule="contacts",
           target=target, ref=row.public_ref)
     tell(ctx, ctx.rules.notify.contact_changed, group, "notices/contact_changed.txt",
-         {"verb": verb, "address": target, "by": row.payload["address"]}, exclude=[row.payload["address"]])
+         {"verb": verb, "address": target, "by": change.address}, exclude=[change.address])
     return ctx.result("contact", True, "done", group=group, verb=verb, address=target)
 
 
@@ -284,7 +359,7 @@ def _declare(ctx: Context, line: Line, verb: str) -> Result:
         return ctx.result(verb, False, "closed", group=group)
     if not is_contact(ctx, group):
         return ctx.result(verb, False, "not_contact", group=group)
-    return confirmation(ctx, verb, verb, group, {"year": ctx.now.year}, f"declare that {group.name} "
+    return confirmation(ctx, verb, verb, group, DeclarationRequest(year=ctx.now.year), f"declare that {group.name} "
                         + ("continues next year" if verb == "continue" else "should close"))
 
 
@@ -302,12 +377,13 @@ def cmd_close(ctx: Context, line: Line) -> Result:
 
 def _apply_declaration(ctx: Context, row: PendingAction, group: Group | None, verb: str) -> Result:
     assert group is not None
-    ctx.session.add(Declaration(group_id=group.id, year=int(row.payload.get("year", ctx.now.year)), decision=verb,
-                                declared_by=row.payload["address"], declared_at=ctx.now))
-    audit(ctx.session, ctx.now, row.payload["address"], f"declared-{verb}", group.slug,
+    request = pending.read(row, DeclarationRequest)
+    ctx.session.add(Declaration(group_id=group.id, year=request.year or ctx.now.year, decision=verb,
+                                declared_by=request.address, declared_at=ctx.now))
+    audit(ctx.session, ctx.now, request.address, f"declared-{verb}", group.slug,
           rule="reports.yearly_declaration", ref=row.public_ref)
     if verb == "close":
-        close_group(ctx, group, f"closed by its {ctx.rules.network.contact} {row.payload['address']}")
+        close_group(ctx, group, f"closed by its {ctx.rules.network.contact} {request.address}")
     return ctx.result(verb, True, "done", group=group)
 
 
@@ -319,7 +395,7 @@ def cmd_withdraw(ctx: Context, line: Line) -> Result:
     group = ctx.session.scalar(select(Group).where(Group.proposal_ref == ref))
     if group is not None and address_key(group.proposer) == key and group.status in (
             GroupStatus.FORMING.value, GroupStatus.PENDING.value):
-        return confirmation(ctx, "withdraw", "withdraw", group, {"ref": ref},
+        return confirmation(ctx, "withdraw", "withdraw", group, Withdrawal(ref=ref),
                             f"withdraw the proposal {group.name} ({ref})", what=group.name)
     row = ctx.session.scalar(select(PendingAction).where(PendingAction.public_ref == ref,
                                                          PendingAction.address_key == key,
@@ -327,32 +403,38 @@ def cmd_withdraw(ctx: Context, line: Line) -> Result:
     if row is None:
         return ctx.result("withdraw", False, "unknown", ref=shown(ref, 20))
     target = ctx.session.get(Group, row.group_id) if row.group_id else None
-    return confirmation(ctx, "withdraw", "withdraw", target, {"ref": ref}, f"withdraw your request {ref}",
-                        what=row.payload.get("summary", ref))
+    return confirmation(ctx, "withdraw", "withdraw", target, Withdrawal(ref=ref), f"withdraw your request {ref}",
+                        what=_summary(row, ref))
 
 
-@pending.confirmed("withdraw")
+def _summary(row: PendingAction, default: str) -> str:
+    """What a request is about, in the words its mails use (an approval's summary), else `default`."""
+    return (pending.read(row, pending.Approval).summary or default) if row.action == "approval" else default
+
+
+@pending.confirmed("withdraw", Withdrawal)
 def _apply_withdraw(ctx: Context, row: PendingAction, group: Group | None) -> Result:
-    ref = row.payload["ref"]
-    key = address_key(row.payload["address"])
+    withdrawal = pending.read(row, Withdrawal)
+    ref, address = withdrawal.ref, withdrawal.address
+    key = address_key(address)
     if group is not None and group.proposal_ref == ref and address_key(group.proposer) == key:
-        close_group(ctx, group, f"withdrawn by its proposer {row.payload['address']}")
+        close_group(ctx, group, f"withdrawn by its proposer {address}")
         return ctx.result("withdraw", True, "done", ref=ref, what=group.name)
     target = ctx.session.scalar(select(PendingAction).where(PendingAction.public_ref == ref,
                                                             PendingAction.address_key == key,
                                                             PendingAction.used_at.is_(None)))
     if target is None:
         return ctx.result("withdraw", False, "unknown", ref=ref)
-    if (target.action == "approval" and target.payload.get("kind") == "group" and group is not None
+    if (target.action == "approval" and pending.read(target, pending.Approval).kind == "group" and group is not None
             and group.status in (GroupStatus.FORMING.value, GroupStatus.PENDING.value)):
         # The approval request's reference names the proposal as well as the group's own: withdrawing it
         # withdraws the proposal (else it would wait for ever for a decision nobody can take, its slug taken).
-        close_group(ctx, group, f"withdrawn by its proposer {row.payload['address']} ({ref})")
+        close_group(ctx, group, f"withdrawn by its proposer {address} ({ref})")
         return ctx.result("withdraw", True, "done", ref=ref, what=group.name)
     target.used_at = ctx.now
     target.outcome = "withdrawn"
-    audit(ctx.session, ctx.now, row.payload["address"], "withdrawn", group.slug if group else "", ref=ref)
-    return ctx.result("withdraw", True, "done", ref=ref, what=target.payload.get("summary", ref))
+    audit(ctx.session, ctx.now, address, "withdrawn", group.slug if group else "", ref=ref)
+    return ctx.result("withdraw", True, "done", ref=ref, what=_summary(target, ref))
 
 
 @registry.command("approve", order=140, usage="approve TOKEN", example="approve 4f3kq2...",
@@ -384,29 +466,31 @@ def cmd_join(ctx: Context, line: Line) -> Result:
     fields, refusal = _newcomer_fields(ctx, "join", group, line, joining=True)
     if refusal is not None:
         return refusal
-    return confirmation(ctx, "join", "join", group, {"delivery": delivery, **fields},
+    return confirmation(ctx, "join", "join", group, JoinRequest(delivery=delivery, **fields),
                         f"join the group {group.name} ({delivery} delivery)", delivery=delivery)
 
 
-@pending.confirmed("join")
+@pending.confirmed("join", JoinRequest)
 def _apply_join(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     assert group is not None
-    payload = row.payload
+    join = pending.read(row, JoinRequest)
     if group.status != GroupStatus.ACTIVE.value:
         return ctx.result("confirm", False, "group_gone", ref=row.public_ref, group=group)
-    requester = payload["address"]
+    requester = join.address
     if ctx.rules.joining.policy == "approval" and not ctx.is_secretariat(requester):
         approvers = [m.address for m in contacts(ctx.session, group)] or list(ctx.cfg.network.secretariat)
         request = request_approval(ctx, "join", group, requester, approvers, "joining.policy=approval",
-                                   f"let {requester} join {group.name}", payload)
+                                   f"let {requester} join {group.name}",
+                                   JoinApproval(organisation=join.organisation, country=join.country,
+                                                delivery=join.delivery))
         return ctx.result("join", True, "awaiting_approval", group=group, ref=request.public_ref)
-    add_member(ctx, group, requester, payload)
+    add_member(ctx, group, requester, organisation=join.organisation, country=join.country, delivery=join.delivery)
     audit(ctx.session, ctx.now, requester, "join", group.slug, rule=f"joining.policy={ctx.rules.joining.policy}",
-          ref=row.public_ref, delivery=payload.get("delivery", "regular"))
+          ref=row.public_ref, delivery=join.delivery)
     member = get_member(ctx.session, requester)
     tell(ctx, ctx.rules.joining.notify, group, "notices/joined.txt", {"member": member}, exclude=[requester])
     return ctx.result("confirm", True, "joined", ref=row.public_ref, group=group,
-                      delivery=payload.get("delivery", "regular"), domain=ctx.cfg.network.list_domain)
+                      delivery=join.delivery, domain=ctx.cfg.network.list_domain)
 
 
 @registry.command("leave", order=40, aliases=("unsubscribe",), usage="leave GROUP", example="leave migrant-inclusion",
@@ -420,30 +504,29 @@ def cmd_leave(ctx: Context, line: Line) -> Result:
     ms = membership(ctx.session, group, member) if member else None
     if ms is None:
         return ctx.result("leave", False, "not_member", group=group)
-    payload: dict[str, Any] = {}
     replacement = line.fields.get("replacement", "").strip().strip("<>")
-    if replacement:
-        if not _ADDRESS.match(replacement) or address_key(replacement) == address_key(ctx.sender):
-            return ctx.result("leave", False, "bad_replacement", group=group, value=shown(replacement))
-        payload["replacement"] = replacement
+    if replacement and (not _ADDRESS.match(replacement) or address_key(replacement) == address_key(ctx.sender)):
+        return ctx.result("leave", False, "bad_replacement", group=group, value=shown(replacement))
     last = ms.role == Role.CONTACT.value and len(contacts(ctx.session, group)) <= ctx.rules.contacts.minimum
     if last and not replacement and group.status == GroupStatus.ACTIVE.value \
             and ctx.rules.contacts.last_leaves == "refuse":
         return ctx.result("leave", False, "last_contact", group=group)
-    return confirmation(ctx, "leave", "leave", group, payload, f"leave the group {group.name}", last=last)
+    return confirmation(ctx, "leave", "leave", group, Leaving(replacement=replacement),
+                        f"leave the group {group.name}", last=last)
 
 
-@pending.confirmed("leave")
+@pending.confirmed("leave", Leaving)
 def _apply_leave(ctx: Context, row: PendingAction, group: Group | None) -> Result:
     assert group is not None
-    outcome = leave(ctx, group, row.payload["address"], row.payload.get("replacement", ""), row.public_ref)
+    leaving = pending.read(row, Leaving)
+    outcome = leave(ctx, group, leaving.address, leaving.replacement, row.public_ref)
     if outcome == "last_contact":
         return ctx.result("leave", False, "last_contact", group=group)
     return ctx.result("confirm", True, "left" if outcome == "not_member" else outcome, ref=row.public_ref,
                       group=group)
 
 
-pending.confirmed("contact-add")(lambda ctx, row, group: _apply_contact(ctx, row, group, "add"))
-pending.confirmed("contact-remove")(lambda ctx, row, group: _apply_contact(ctx, row, group, "remove"))
-pending.confirmed("continue")(lambda ctx, row, group: _apply_declaration(ctx, row, group, "continue"))
-pending.confirmed("close")(lambda ctx, row, group: _apply_declaration(ctx, row, group, "close"))
+pending.confirmed("contact-add", ContactChange)(functools.partial(_apply_contact, verb="add"))
+pending.confirmed("contact-remove", ContactChange)(functools.partial(_apply_contact, verb="remove"))
+pending.confirmed("continue", DeclarationRequest)(functools.partial(_apply_declaration, verb="continue"))
+pending.confirmed("close", DeclarationRequest)(functools.partial(_apply_declaration, verb="close"))

@@ -346,7 +346,7 @@ def test_a_flood_of_held_posts_makes_one_digest_an_hour(sqlite_sessions: S, tmp_
     slug = make_group(sqlite_sessions, cfg, name="Dance", contact="anna@theatre.example")
     with sqlite_sessions.begin() as session:
         dance = session.scalars(select(Group).where(Group.slug == slug)).one()
-        add_member(context(session, cfg, NOW), dance, "ben@theatre.example", {}, role="contact")
+        add_member(context(session, cfg, NOW), dance, "ben@theatre.example", role="contact")
     add_members(sqlite_sessions, slug, {"member@x.example": "regular"})
     for n in range(150):
         feed(sqlite_sessions, cfg, mail(f"Buy now {n}", subject=f"offer {n}", sender="flood@spam.example",

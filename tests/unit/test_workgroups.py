@@ -320,8 +320,9 @@ def test_approval_needs_trusted_dmarc_when_configured(sessions: S, tmp_path: Pat
 
 
 def test_held_posts_expire_with_a_notice(sessions: S, tmp_path: Path) -> None:
-    """A held post nobody decides on expires after [lists] hold_days; the poster is told; it is never sent."""
-    from wgbot.lists import expire_held
+    """A held post nobody decides on expires after [lists] hold_days (the sweep of open requests, with the
+    lifetime its kind registers); the poster is told; it is never sent."""
+    from wgbot.pending import sweep
 
     cfg = net(tmp_path, "igf")
     slug = make_group(sessions, cfg, name="Youth")
@@ -332,7 +333,7 @@ def test_held_posts_expire_with_a_notice(sessions: S, tmp_path: Path) -> None:
         with sessions.begin() as session:
             ctx = Context(session=session, cfg=cfg, now=NOW + dt.timedelta(days=days), msg=parse(mail("x")),
                           sender="wgbot", reply_address="", rules=cached_rules(str(cfg.rules_path)))
-            assert expire_held(ctx) == expected
+            assert sweep(ctx) == expected
     assert any("has expired" in s for s in notices_to(sessions, "stranger@else.example"))
     token = approval_token(sessions)
     feed(sessions, cfg, mail("approve", sender="chair@city.example", msgid="<late@x.org>"),
