@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("invitations", "held", "leaving", "commands"),
     ("lists",),
     ("reports", "digests"),
-    ("workgroups",),
+    ("workgroups", "rollup"),
     ("schedule", "inbox", "webdata"),                      # the places that import the features
     ("web", "smtp_server", "imap_poller"),
     ("app", "cligroups"),

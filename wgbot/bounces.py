@@ -18,8 +18,7 @@ from sqlalchemy.orm import Session
 
 from wgbot import dsn
 from wgbot.config import Config
-from wgbot.outbox import enqueue
-from wgbot.render import compose
+from wgbot.outbox import mail
 from wgbot.route import Destination, verp_encode
 from wgbot.store import (
     BounceScore,
@@ -110,10 +109,8 @@ def _score(session: Session, cfg: Config, group: Group, member: Member, ms: Memb
 def _probe(session: Session, cfg: Config, group: Group, member: Member, now: dt.datetime) -> None:
     """A probe to the member from its own probe return path: if it bounces, the mailbox is really gone."""
     key = secret_key(session)
-    msg = compose(cfg, "lists/bounce_probe.txt", {"group": group, "days": cfg.bounces.window_days},
-                  to=[member.address], now=now)
-    enqueue(session, msg, [member.address], verp_address(cfg, group.slug, key, member.address, probe=True), now,
-            kind="probe")
+    mail(session, cfg, now, "lists/bounce_probe.txt", {"group": group, "days": cfg.bounces.window_days},
+         member.address, kind="probe", envelope_from=verp_address(cfg, group.slug, key, member.address, probe=True))
 
 
 def _disable(session: Session, cfg: Config, group: Group, member: Member, ms: Membership, now: dt.datetime,
@@ -125,8 +122,6 @@ def _disable(session: Session, cfg: Config, group: Group, member: Member, ms: Me
     ms.delivery_reason = (f"bounces: {cfg.bounces.threshold} permanent failures within {cfg.bounces.window_days} "
                           f"days and {why} ({day:%Y-%m-%d})")
     audit(session, now, "wgbot", "delivery-disabled", group.slug, rule="bounces.threshold", member=member.address)
-    notice = compose(cfg, "lists/bounce_disabled.txt",
-                     {"group": group, "score": cfg.bounces.threshold, "days": cfg.bounces.window_days},
-                     to=[member.address], now=now)
-    enqueue(session, notice, [member.address], cfg.network.bot_address, now, kind="notice")
+    mail(session, cfg, now, "lists/bounce_disabled.txt",
+         {"group": group, "score": cfg.bounces.threshold, "days": cfg.bounces.window_days}, member.address)
     return f"{member.address}: {why}, delivery disabled"

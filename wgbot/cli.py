@@ -26,6 +26,7 @@ from wgbot.clibase import (
     delivery,
     load,
     open_store,
+    opened,
     print_rows,
     store_engine,
     utcnow,
@@ -244,8 +245,7 @@ def cmd_quarantine(args: argparse.Namespace) -> int:
     from wgbot import inbox, outbox
     from wgbot.store import InboundMessage, InboundStatus
 
-    cfg = load(args)
-    sessions = open_store(cfg)
+    cfg, sessions = opened(args)
     if args.action == "list":
         with sessions() as session:
             rows = session.execute(select(InboundMessage.id, InboundMessage.received_at, InboundMessage.envelope_from,

@@ -130,6 +130,12 @@ def open_store(cfg: Config, must_exist: bool = True) -> sessionmaker[Session]:
     return make_sessionmaker(engine)
 
 
+def opened(args: argparse.Namespace) -> tuple[Config, sessionmaker[Session]]:
+    """The configuration named by the command line, and its store (which must exist)."""
+    cfg = load(args)
+    return cfg, open_store(cfg)
+
+
 def delivery(cfg: Config) -> sessionmaker[Session]:
     from wgbot.db import delivery_sessions
 

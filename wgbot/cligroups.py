@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from wgbot.clibase import EXIT_OK, EXIT_USAGE, Fail, load, open_store, print_rows, utcnow
+from wgbot.clibase import EXIT_OK, EXIT_USAGE, Fail, load, open_store, opened, print_rows, utcnow
 
 
 def cmd_import(args: argparse.Namespace) -> int:
@@ -56,8 +56,7 @@ def cmd_organisations(args: argparse.Namespace) -> int:
     from wgbot.organisations import RegisterError, import_register
     from wgbot.store import Organisation
 
-    cfg = load(args)
-    sessions = open_store(cfg)
+    cfg, sessions = opened(args)
     if args.action == "list":
         with sessions() as session:
             rows = [{"name": o.name, "country": o.country, "domains": o.domains}
@@ -83,8 +82,7 @@ def cmd_group_create(args: argparse.Namespace) -> int:
     from wgbot import groups
     from wgbot.errors import UsageError
 
-    cfg = load(args)
-    sessions = open_store(cfg)
+    cfg, sessions = opened(args)
     try:
         with sessions.begin() as session:
             group = groups.create_group(session, cfg, args.name, contact=args.contact,

@@ -213,6 +213,20 @@ class Context:
                            per_day=per_day, kind=kind, inbound_id=self.inbound_id, sender=sender,
                            reply_to=reply_to, parent=parent, auto_submitted=auto_submitted)
 
+    def group_in(self, name: str, line: Line, status: str, refusal: str) -> Group | Result:
+        """The group named by `line` (as group_arg finds it) when its status is `status`; else the answer to
+        give: no such group, or the `refusal` outcome of the command's template."""
+        group, _, error = self.group_arg(name, line)
+        if error is not None or group is None:
+            return error or Result(False, "")
+        return group if group.status == status else self.result(name, False, refusal, group=group)
+
+    def mail_each(self, template: str, context: dict[str, Any], to: list[str]) -> int:
+        """`mail` to each address in turn (notices, not rate-limited); how many were queued."""
+        for address in to:
+            self.mail(template, context, address)
+        return len(to)
+
     def is_secretariat(self, address: str | None = None) -> bool:
         key = address_key(address or self.sender)
         return key in {address_key(a) for a in self.cfg.network.secretariat}
@@ -257,3 +271,10 @@ def claim(session: Session, key: str, now: dt.datetime) -> bool:
 
 def local(cfg: Config, now: dt.datetime) -> dt.datetime:
     return now.astimezone(zoneinfo.ZoneInfo(cfg.network.timezone))
+
+
+def at_or_after(cfg: Config, now: dt.datetime, hhmm: str) -> bool:
+    """Whether `now` is at or after the time of day `hhmm` in the network's timezone."""
+    here = local(cfg, now)
+    hour, minute = (int(x) for x in hhmm.split(":"))
+    return (here.hour, here.minute) >= (hour, minute)

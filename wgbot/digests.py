@@ -14,7 +14,9 @@ from email.utils import format_datetime, make_msgid
 
 from sqlalchemy import func, select, update
 
-from wgbot.context import Context
+from wgbot.config import WEEKDAYS
+from wgbot.context import Context, at_or_after, local
+from wgbot.groups import active_groups
 from wgbot.lists import COMPAT, archive_url, fan_out, list_address, list_headers
 from wgbot.parse import clean_header_text, parse
 from wgbot.render import POLICY, render_fragment
@@ -114,3 +116,25 @@ def send(ctx: Context, group: Group, key: str) -> int:
     ctx.session.execute(update(Post).where(Post.id.in_([p.id for p in posts])).values(digested_at=ctx.now))
     return queued
 
+
+def job(ctx: Context) -> int:
+    """A digest per group on its schedule (daily at send_at, or weekly), or at once past the size threshold."""
+    cfg = ctx.cfg
+    here = local(cfg, ctx.now)
+    scheduled = at_or_after(cfg, ctx.now, cfg.digests.send_at) and (
+        not cfg.digests.weekly_on or WEEKDAYS[here.weekday()] == cfg.digests.weekly_on.lower())
+    sent = 0
+    for group in active_groups(ctx.session):
+        posts, size = waiting_size(ctx, group)
+        if not posts:
+            continue
+        if posts >= cfg.digests.max_posts or size >= cfg.digests.max_bytes:
+            first = waiting(ctx, group)[0].id
+            key = f"digest:{group.slug}:size:{first}"
+        elif scheduled:
+            key = f"digest:{group.slug}:{here:%Y-%m-%d}"
+        else:
+            continue
+        if ctx.session.get(Ledger, key) is None:
+            sent += send(ctx, group, key)
+    return sent

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from wgbot import pending
 from wgbot import rules as R
 from wgbot.config import Config
-from wgbot.context import Context, slugify
+from wgbot.context import Context, claim, local, slugify
 from wgbot.countries import normalise_country
 from wgbot.errors import UsageError
 from wgbot.names import name_problem
@@ -24,6 +24,7 @@ from wgbot.organisations import canonical, spellings, spelt
 from wgbot.pending import request_approval
 from wgbot.route import RESERVED_LOCALS, SUFFIXES
 from wgbot.store import (
+    Declaration,
     Delivery,
     Group,
     GroupStatus,
@@ -237,6 +238,10 @@ def add_member(ctx: Context, group: Group, address: str, *, organisation: str = 
     return ms
 
 
+def active_groups(session: Session) -> list[Group]:
+    return list(session.scalars(select(Group).where(Group.status == GroupStatus.ACTIVE.value).order_by(Group.id)))
+
+
 def expire_proposals(ctx: Context) -> list[str]:
     """Close forming proposals older than formation.proposal_expiry_days (run by the schedule); their slugs."""
     limit = ctx.now - dt.timedelta(days=ctx.rules.formation.proposal_expiry_days)
@@ -267,3 +272,33 @@ def _expire_group(ctx: Context, row: PendingAction, group: Group | None) -> int:
     if group is not None and group.status == GroupStatus.PENDING.value:
         close_group(ctx, group, f"the proposal expired without a decision ({row.public_ref})")
     return done
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Jobs (run by wgbot.schedule)
+
+
+def job_declarations(ctx: Context) -> int:
+    """After the General Assembly, groups that never declared continue or close are closed, where the rules
+    say so (reports.close_without_declaration)."""
+    ga = ctx.cfg.schedule.general_assembly
+    if not ga or not ctx.rules.reports.yearly_declaration or not ctx.rules.reports.close_without_declaration:
+        return 0
+    assembly = dt.date.fromisoformat(ga)
+    if local(ctx.cfg, ctx.now).date() <= assembly:
+        return 0
+    closed = 0
+    for group in active_groups(ctx.session):
+        declared = ctx.session.scalar(select(Declaration.id).where(Declaration.group_id == group.id,
+                                                                   Declaration.year == assembly.year))
+        if declared is None and claim(ctx.session, f"undeclared:{group.slug}:{assembly.year}", ctx.now):
+            close_group(ctx, group, f"no continue/close declaration before the General Assembly of {assembly} "
+                                    "(reports.close_without_declaration)")
+            closed += 1
+    return closed
+
+
+def job_expiries(ctx: Context) -> int:
+    """Pending confirmations and approvals remind and expire (wgbot.pending.sweep); proposals that never
+    reached their threshold expire too."""
+    return pending.sweep(ctx) + len(expire_proposals(ctx))

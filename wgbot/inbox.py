@@ -32,6 +32,7 @@ from wgbot import (
     commands,
     gate,
     lists,
+    outbox,
     reports,
     watchdog,
     workgroups,  # noqa: F401  (its commands and request kinds register on import)
@@ -40,10 +41,9 @@ from wgbot.config import Config
 from wgbot.context import Context, Result, registry, shown
 from wgbot.errors import MessageRefused
 from wgbot.leniency import address_command
-from wgbot.outbox import allow_caused, allow_reply, enqueue
+from wgbot.outbox import allow_caused
 from wgbot.parse import Caps, Message, check_caps, clean_header_text, parse, parse_headers, split_head
 from wgbot.pending import confirm_token, decide, read_decision
-from wgbot.render import compose
 from wgbot.route import Destination, Kind, mask_token, route
 from wgbot.rules import cached_rules
 from wgbot.store import Group, InboundMessage, InboundStatus, audit, prepared
@@ -233,13 +233,10 @@ def _run_commands(session: Session, cfg: Config, row: Stored, msg: Message, dest
         if not answers.first_no_command_answer(session, (msg.sender, to), now):
             return Outcome(InboundStatus.DONE, summary + "; answered before, not again", [])
         template = "replies/no_command.txt"
-    queued: list[int] = []
-    if allow_reply(session, to, now, cfg.limits.replies_per_day):
-        reply = compose(cfg, template, {"results": results, "unknown": unknown, "stopped": stopped},
-                        to=[to], parent=msg, auto_submitted="auto-replied", now=now)
-        queued.append(enqueue(session, reply, [to], cfg.network.bot_address, now, kind="reply",
-                              inbound_id=row.id))
-    return Outcome(InboundStatus.DONE, summary, queued)
+    reply = outbox.mail(session, cfg, now, template, {"results": results, "unknown": unknown, "stopped": stopped},
+                        to, per_day=cfg.limits.replies_per_day, kind="reply", inbound_id=row.id, parent=msg,
+                        auto_submitted="auto-replied")
+    return Outcome(InboundStatus.DONE, summary, [reply] if reply is not None else [])
 
 
 def _summary(results: list[tuple[str, Result]], unknown: list[str]) -> str:
@@ -273,11 +270,9 @@ def _answer_refused(session: Session, cfg: Config, row: Stored, reason: str, now
         return
     if route(row.recipient, cfg, group_exists(session)) is None:
         return
-    to = _reply_to(row, head)
-    if allow_reply(session, to, now, cfg.limits.replies_per_day):
-        reply = compose(cfg, "replies/refused.txt", {"reason": reason, "address": head.sender}, to=[to],
-                        parent=head, auto_submitted="auto-replied", now=now)
-        enqueue(session, reply, [to], cfg.network.bot_address, now, kind="refused", inbound_id=row.id)
+    outbox.mail(session, cfg, now, "replies/refused.txt", {"reason": reason, "address": head.sender},
+                _reply_to(row, head), per_day=cfg.limits.replies_per_day, kind="refused", inbound_id=row.id,
+                parent=head, auto_submitted="auto-replied")
 
 
 def _claim_inbound(_insert: Any) -> Any:

@@ -15,8 +15,8 @@ from sqlalchemy import select
 
 from wgbot import pending
 from wgbot import rules as R
-from wgbot.context import Context, Line, Result, registry
-from wgbot.groups import contacts, is_contact
+from wgbot.context import Context, Line, Result, claim, local, registry
+from wgbot.groups import active_groups, contacts, is_contact
 from wgbot.lists import distribute, tell_poster
 from wgbot.parse import clean_header_text, parse
 from wgbot.pending import confirmation, request_approval
@@ -97,11 +97,9 @@ def _obligation(ctx: Context) -> Obligation | None:
                   summary="a contact submits the group's report or draft output: the message's text and "
                           "attachments; it goes to approval as the rules say", takes_text=True, args=(1, 1))
 def cmd_report(ctx: Context, line: Line) -> Result:
-    group, _, error = ctx.group_arg("report", line)
-    if error or group is None:
-        return error or Result(False, "")
-    if group.status != GroupStatus.ACTIVE.value:
-        return ctx.result("report", False, "not_active", group=group)
+    group = ctx.group_in("report", line, GroupStatus.ACTIVE.value, "not_active")
+    if isinstance(group, Result):
+        return group
     if not is_contact(ctx, group):
         return ctx.result("report", False, "not_contact", group=group)
     obligation = _obligation(ctx)
@@ -208,3 +206,54 @@ def receive_comment(ctx: Context, group: Group) -> tuple[InboundStatus, str]:
                             text=ctx.msg.text[:50_000], received_at=ctx.now, status="held" if held else "accepted"))
     tell_poster(ctx, group, "lists/comment_received.txt", {"report": report, "held": held})
     return InboundStatus.DONE, f"comment on report {report.id} stored" + (" (held for the contacts)" if held else "")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Jobs (run by wgbot.schedule)
+
+
+def job_deadlines(ctx: Context) -> int:
+    """Reminders before each deadline (the nearest one only), and a notice the day after a missed one."""
+    today = local(ctx.cfg, ctx.now).date()
+    sent = 0
+    for group in active_groups(ctx.session):
+        addresses = [m.address for m in contacts(ctx.session, group)]
+        for ob in obligations(ctx.rules, ctx.cfg.schedule.general_assembly, today):
+            if not submitted_for(ctx, group, ob.kind, ob.deadline):
+                due_in = (ob.deadline - today).days
+                eligible = [n for n in ob.reminder_days if due_in <= n]
+                if eligible and due_in >= 0:
+                    n = min(eligible)
+                    keys = [f"remind:{group.slug}:{ob.kind}:{ob.deadline}:{d}" for d in ob.reminder_days if d >= n]
+                    fresh = [claim(ctx.session, k, ctx.now) for k in keys]
+                    if fresh[keys.index(f"remind:{group.slug}:{ob.kind}:{ob.deadline}:{n}")]:
+                        sent += ctx.mail_each("notices/deadline_reminder.txt",
+                                              {"group": group, "obligation": ob, "days": due_in,
+                                               "declaration": ob.kind == "yearly report"
+                                               and ctx.rules.reports.yearly_declaration}, addresses)
+            previous = previous_deadline(ob, ctx.rules, today)
+            if (previous is not None and 0 < (today - previous).days <= 7 and group.activated_at is not None
+                    and group.activated_at.date() <= previous
+                    and not submitted_for(ctx, group, ob.kind, previous)
+                    and claim(ctx.session, f"missed:{group.slug}:{ob.kind}:{previous}", ctx.now)):
+                to = list(dict.fromkeys(addresses + list(ctx.cfg.network.secretariat)))
+                sent += ctx.mail_each("notices/deadline_missed.txt",
+                                      {"group": group, "obligation": ob, "deadline": previous}, to)
+    return sent
+
+
+def job_comments(ctx: Context) -> int:
+    """At the end of a comment period, the comments are compiled and sent to the group's contacts."""
+    sent = 0
+    ended = ctx.session.scalars(select(Report).where(Report.comments_until.is_not(None),
+                                                     Report.comments_until <= ctx.now)).all()
+    for report in ended:
+        if not claim(ctx.session, f"comments:{report.id}", ctx.now):
+            continue
+        group = ctx.session.get(Group, report.group_id)
+        assert group is not None
+        comments = ctx.session.scalars(select(Comment).where(Comment.report_id == report.id)
+                                       .order_by(Comment.id)).all()
+        sent += ctx.mail_each("notices/comments_compiled.txt", {"group": group, "report": report, "comments": comments},
+                              [m.address for m in contacts(ctx.session, group)])
+    return sent

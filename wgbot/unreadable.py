@@ -16,9 +16,8 @@ from sqlalchemy.orm import Session
 
 from wgbot.config import Config
 from wgbot.gate import responder_address
-from wgbot.outbox import allow_reply, enqueue
+from wgbot.outbox import mail
 from wgbot.parse import split_head
-from wgbot.render import compose
 from wgbot.store import OutboxEntry, OutgoingMessage
 
 KIND = "unreadable"
@@ -46,10 +45,8 @@ def answer_unreadable(session: Session, cfg: Config, raw: bytes, envelope: str, 
     domain = envelope.rpartition("@")[2].lower()
     if domain in (cfg.network.list_domain.lower(), cfg.bot_domain):
         return False
-    if _answered_lately(session, envelope, now) or not allow_reply(session, envelope, now,
-                                                                   cfg.limits.replies_per_day):
+    if _answered_lately(session, envelope, now):
         return False
-    reply = compose(cfg, "replies/unreadable.txt", {"reason": reason, "address": envelope}, to=[envelope],
-                    auto_submitted="auto-replied", now=now)
-    enqueue(session, reply, [envelope], cfg.network.bot_address, now, kind=KIND, inbound_id=inbound_id)
-    return True
+    return mail(session, cfg, now, "replies/unreadable.txt", {"reason": reason, "address": envelope}, envelope,
+                per_day=cfg.limits.replies_per_day, kind=KIND, inbound_id=inbound_id,
+                auto_submitted="auto-replied") is not None

@@ -276,11 +276,9 @@ def _newcomer_fields(ctx: Context, name: str, group: Group, line: Line,
                   summary="add your organisation to a proposal (fields Organisation: and Country: may follow)",
                   fields=("organisation", "organization", "country"), args=(1, 1))
 def cmd_support(ctx: Context, line: Line) -> Result:
-    group, _, error = ctx.group_arg("support", line)
-    if error or group is None:
-        return error or Result(False, "")
-    if group.status != GroupStatus.FORMING.value:
-        return ctx.result("support", False, "not_forming", group=group)
+    group = ctx.group_in("support", line, GroupStatus.FORMING.value, "not_forming")
+    if isinstance(group, Result):
+        return group
     fields, refusal = _newcomer_fields(ctx, "support", group, line, joining=False)
     if refusal is not None:
         return refusal

@@ -87,3 +87,23 @@ def private_uses() -> list[str]:
 def test_no_private_name_crosses_a_module() -> None:
     """A name with a leading underscore is used only in its own module: what others need is public."""
     assert private_uses() == []
+
+
+def calls_of(names: set[str]) -> list[str]:
+    """`module:line name` for every call of a function called one of `names`, bare or as an attribute."""
+    found = []
+    for path in sorted(PACKAGE.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+                if name in names:
+                    found.append(f"{path.stem}:{node.lineno} {name}")
+    return found
+
+
+def test_mail_from_a_template_is_queued_in_one_place() -> None:
+    """Writing a message from a template (render.compose) and queueing it happen together only in
+    outbox.mail, which Context.mail wraps: one place decides the envelope, the rate limit and the transaction."""
+    assert [c for c in calls_of({"compose"}) if not c.startswith("outbox:")] == []
+    assert [c for c in calls_of({"enqueue"}) if not c.startswith("outbox:")] == []
