@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from wgbot import digests, held, reports
+from wgbot import digests, held, meetings, reports
 from wgbot.config import WEEKDAYS, Config
 from wgbot.context import Context, claim, job_context, local
 from wgbot.groups import close_group, contacts, expire_proposals
@@ -234,13 +234,13 @@ def rollup_facts(ctx: Context) -> dict[str, Any]:
         BounceScore.day >= today - dt.timedelta(days=7))) or 0
     return {"groups": groups, "approvals": [p for p in pending if p.payload.get("kind") != "post"],
             "held": [p for p in pending if p.payload.get("kind") == "post"], "upcoming": upcoming,
-            "overdue": overdue, "disabled": disabled, "scores": scores, "today": today}
+            "overdue": overdue, "disabled": disabled, "scores": scores, "today": today, **meetings.rollup_facts(ctx)}
 
 
 JOBS: list[tuple[str, Callable[[Context], int]]] = [
     ("digests", job_digests), ("deadlines", job_deadlines), ("declarations", job_declarations),
     ("comments", job_comments), ("expiries", job_expiries), ("rollup", job_rollup),
-    ("held posts", held.job_held_digest),
+    ("held posts", held.job_held_digest), ("meetings", meetings.job_reminders),
 ]
 
 
