@@ -229,6 +229,14 @@ def test_calendar_replies_of_the_major_clients_are_counted(sqlite_sessions: S, c
     assert len(queued(sqlite_sessions)) == before
     with sqlite_sessions() as session:
         assert session.scalars(select(Post)).all() == []
+    # Sent to the request or the command address instead (a client that answers Reply-To), it counts the same.
+    raw = (CALENDARS / "apple-tentative.eml").read_bytes().replace(b"RTSTAT=3DTENTATIVE", b"RTSTAT=3DACCEPTED")
+    for n, to in enumerate((f"{SLUG}-request@lists.example.org", "wgbot@lists.example.org")):
+        (outcome,) = feed(sqlite_sessions, cfg, raw.replace(b"Message-Id: <C0FFEE12", f"Message-Id: <{n}".encode()),
+                          to=to)
+        assert outcome is not None and outcome.outcome.startswith("calendar reply: attend")
+    assert answers(sqlite_sessions)["eva@icloud.example"] == ("attend", "calendar")
+    assert len(queued(sqlite_sessions)) == before
 
 
 def test_reprocessing_a_reply_changes_nothing(sqlite_sessions: S, cfg: Config, group: str) -> None:
