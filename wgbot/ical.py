@@ -214,7 +214,11 @@ def with_calendar(raw: bytes, ics: bytes, method: str) -> bytes:
     assert isinstance(msg, EmailMessage)
     msg.make_alternative()
     msg.add_alternative(ics.decode("utf-8"), subtype="calendar", params={"method": method})
-    return msg.as_bytes(policy=_POLICY)
+    for part in msg.iter_parts():
+        del part["MIME-Version"]        # only the message's own header says it (RFC 2045 §4)
+    # The email package quotes every parameter; write `method=REQUEST` as Outlook and Google Calendar do.
+    quoted = f'; method="{method}"'.encode()
+    return msg.as_bytes(policy=_POLICY).replace(quoted, f"; method={method}".encode(), 1)
 
 
 # ---------------------------------------------------------------------------------------------------------

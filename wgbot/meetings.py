@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from wgbot import ical, pending
 from wgbot.context import Context, Line, Result, claim, new_public_ref, registry, shown
-from wgbot.groups import is_contact
+from wgbot.groups import contact_group, document_problem, is_contact
 from wgbot.lists import bounce_address, distribute, list_address
 from wgbot.organisations import spellings, spelt
 from wgbot.outbox import enqueue_raw
@@ -68,6 +68,11 @@ class MeetingRequest:
     location: str = ""
     text: str = ""                   # the agenda, or the minutes' text
     inbound_id: int | None = None    # minutes: the message with the text and attachments
+
+
+def _start(request: MeetingRequest) -> dt.datetime:
+    """The requested start, in the requested zone (CET rather than UTC+01:00)."""
+    return dt.datetime.fromisoformat(request.starts_at).astimezone(ical.zone(request.zone))
 
 
 def _request(row: PendingAction) -> MeetingRequest:
@@ -293,7 +298,7 @@ def _ask_call(ctx: Context, group: Group, line: Line) -> Result:
         return answer
     if not request.location:
         return ctx.result("meeting", False, "missing_where", group=group, example=ical.WHEN_EXAMPLE)
-    what = f"call a meeting of {group.name} on {when(dt.datetime.fromisoformat(request.starts_at))}"
+    what = f"call a meeting of {group.name} on {when(_start(request))}"
     return confirmation(ctx, "meeting", KINDS["call"], group, dataclasses.asdict(request), what, what=what)
 
 
@@ -303,8 +308,7 @@ def _ask_move(ctx: Context, group: Group, meeting: Meeting, line: Line) -> Resul
         return answer
     request = dataclasses.replace(request, op="move", meeting_id=meeting.id, text="",
                                   location=request.location or meeting.location)
-    what = (f"move the {group.name} meeting of {when(starts(meeting))} to "
-            f"{when(dt.datetime.fromisoformat(request.starts_at))}")
+    what = f"move the {group.name} meeting of {when(starts(meeting))} to {when(_start(request))}"
     return confirmation(ctx, "meeting", KINDS["move"], group, dataclasses.asdict(request), what, what=what)
 
 
@@ -374,21 +378,13 @@ def cmd_decline(ctx: Context, line: Line) -> Result:
                   summary="a contact sends the minutes of the last meeting: the message's text and attachments go "
                           "to the list, the archive and the group's page", takes_text=True, args=(1, 1))
 def cmd_minutes(ctx: Context, line: Line) -> Result:
-    group, _, error = ctx.group_arg("minutes", line)
-    if error or group is None:
-        return error or Result(False, "")
-    if group.status != GroupStatus.ACTIVE.value:
-        return ctx.result("minutes", False, "not_active", group=group)
-    if not is_contact(ctx, group):
-        return ctx.result("minutes", False, "not_contact", group=group)
-    meeting = last_meeting(ctx.session, group, ctx.now)
-    if meeting is None:
-        return ctx.result("minutes", False, "no_meeting", group=group)
-    if not line.text.strip() and ctx.msg.size < 400:
-        return ctx.result("minutes", False, "empty", group=group)
-    if ctx.msg.size > ctx.cfg.lists.max_post_bytes:
-        return ctx.result("minutes", False, "too_big", group=group, size=ctx.msg.size,
-                          limit=ctx.cfg.lists.max_post_bytes)
+    group, refused = contact_group(ctx, "minutes", line)
+    meeting = last_meeting(ctx.session, group, ctx.now) if group is not None else None
+    if group is None or meeting is None:
+        return refused or ctx.result("minutes", False, "no_meeting", group=group)
+    problem = document_problem(ctx, "minutes", group, line)
+    if problem is not None:
+        return problem
     request = MeetingRequest("minutes", meeting_id=meeting.id, inbound_id=ctx.inbound_id, text=line.text[:50_000])
     what = f"send the minutes of the {group.name} meeting of {when(starts(meeting))} to its list"
     return confirmation(ctx, "minutes", KINDS["minutes"], group, dataclasses.asdict(request), what, what=what)
@@ -426,7 +422,7 @@ def apply_meeting(ctx: Context, row: PendingAction, group: Group | None) -> Resu
 
 
 def _call(ctx: Context, group: Group, request: MeetingRequest) -> Result:
-    start = dt.datetime.fromisoformat(request.starts_at)
+    start = _start(request)
     problem = _too_early(start, ctx.now)
     if problem:
         return ctx.result("meeting", False, problem, group=group, when=when(start),
@@ -446,7 +442,7 @@ def _call(ctx: Context, group: Group, request: MeetingRequest) -> Result:
 
 
 def _move(ctx: Context, group: Group, meeting: Meeting, request: MeetingRequest) -> Result:
-    start = dt.datetime.fromisoformat(request.starts_at)
+    start = _start(request)
     problem = _too_early(start, ctx.now)
     if problem:
         return ctx.result("meeting", False, problem, group=group, when=when(start),

@@ -45,7 +45,8 @@ def minutes_mail(now: dt.datetime) -> bytes:
     """The minutes as a contact sends them: the text, and the signed PDF attached."""
     return (f"From: Chair <{CHAIR}>\r\nTo: wgbot@lists.example.org\r\nSubject: minutes {SLUG}\r\n"
             f"Message-ID: <minutes-1@city.example>\r\nDate: {now:%a, %d %b %Y %H:%M:%S %z}\r\nMIME-Version: 1.0\r\n"
-            'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n'
+            'Content-Type: multipart/mixed; boundary="b1"\r\n\r\n'
+            "--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n"
             "Present: Bologna, Ghent, Graz.\r\nDecided: the budget for 2027 is adopted.\r\n\r\n--b1\r\n"
             'Content-Type: application/pdf; name="minutes.pdf"\r\nContent-Disposition: attachment; '
             'filename="minutes.pdf"\r\nContent-Transfer-Encoding: base64\r\n\r\nJVBERi0xLjQKJcfsj6IKMSAwIG9iago8PD4+'
@@ -131,7 +132,8 @@ def test_minutes_reach_the_list_the_archive_the_page_and_the_feed(site_factory: 
     confirm(site.sessions, site.cfg, CHAIR, now=at("2027-03-11T09:00"))
     site.tick("2027-03-11T09:01")
     (copy,) = site.to("bob@ghent.example", "Minutes of")
-    assert str(copy.message["Subject"]) == "[migrant-inclusion] Minutes of the Migrant Inclusion meeting of 10 March 2027"
+    subject = "[migrant-inclusion] Minutes of the Migrant Inclusion meeting of 10 March 2027"
+    assert str(copy.message["Subject"]) == subject
     assert [p.get_filename() for p in copy.message.walk() if p.get_filename()] == ["minutes.pdf"]
     assert copy.envelope_from.startswith(f"{SLUG}-bounces+bob=ghent.example=")
     with site.sessions() as session:
