@@ -10,7 +10,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("errors", "resources", "countries", "writegate", "watchdog", "leader", "autoreply"),
     ("dsn",),
     ("config", "parse", "store"),
-    ("rules", "render", "route", "names", "db", "status", "preflight", "handoff", "gate", "mimesafe", "archive",
+    ("rules", "render", "route", "ical", "names", "db", "status", "preflight", "handoff", "gate", "mimesafe", "archive",
      "importer", "transports"),
     ("outbox", "organisations", "clibase"),
     ("context", "bounces", "unreadable"),                  # Context, Result, the registry, confirmations
@@ -18,7 +18,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("groups",),                                           # group and membership facts and changes
     ("invitations", "held", "leaving", "commands"),
     ("lists",),
-    ("reports", "digests"),
+    ("reports", "digests", "meetings"),
     ("workgroups", "rollup"),
     ("schedule", "inbox", "webdata"),                      # the places that import the features
     ("web", "smtp_server", "imap_poller"),

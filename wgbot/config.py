@@ -144,6 +144,20 @@ class ScheduleConfig:
 
 
 @dataclass(frozen=True)
+class MeetingsConfig:
+    remind_before: tuple[str, ...] = ("1d", "1h")   # reminders this long before a meeting: "1d", "1h", "30m", "90"
+    default_minutes: int = 90                       # a meeting's length when `Duration:` is not given
+
+
+def offset_minutes(text: str) -> int | None:
+    """Minutes from "1d", "2h", "30m" or "90" (minutes), or None when `text` is none of these."""
+    m = re.fullmatch(r"\s*(\d{1,5})\s*(d|h|m|min)?\s*", text.lower())
+    if m is None:
+        return None
+    return int(m.group(1)) * {"d": 1440, "h": 60}.get(m.group(2) or "m", 1)
+
+
+@dataclass(frozen=True)
 class BouncesConfig:
     threshold: int = 5
     window_days: int = 7
@@ -180,6 +194,7 @@ class Config:
     digests: DigestsConfig = DigestsConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     bounces: BouncesConfig = BouncesConfig()
+    meetings: MeetingsConfig = MeetingsConfig()
     web: WebConfig = WebConfig()
     log: LogConfig = LogConfig()
     paths: PathsConfig = PathsConfig()
@@ -385,6 +400,13 @@ def _validate_lists_and_schedule(cfg: Config) -> None:
     for key, value in (("digests.max_posts", cfg.digests.max_posts), ("digests.max_bytes", cfg.digests.max_bytes)):
         if value < 1:
             raise ConfigError(p, key, "expected at least 1")
+    for text in cfg.meetings.remind_before:
+        minutes = offset_minutes(text)
+        if minutes is None or not 1 <= minutes <= 60 * 24 * 60:
+            raise ConfigError(p, "meetings.remind_before", f'expected times before a meeting such as "1d", "1h" or '
+                                                           f'"30m" (at most 60 days), got {text!r}')
+    if not 5 <= cfg.meetings.default_minutes <= 24 * 60:
+        raise ConfigError(p, "meetings.default_minutes", "expected 5 to 1440 (minutes)")
     if cfg.log.level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError(p, "log.level", "expected DEBUG, INFO, WARNING or ERROR")
     for key, value in (("limits.replies_per_day", cfg.limits.replies_per_day),

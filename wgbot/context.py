@@ -16,6 +16,7 @@ import zoneinfo
 from base64 import b32encode
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.headerregistry import Address
 from typing import Any
 
 from sqlalchemy import bindparam, func, select
@@ -204,14 +205,17 @@ class Context:
         return Result(ok, text)
 
     def mail(self, template: str, context: dict[str, Any], to: str, *, per_day: int | None = None,
-             kind: str = "notice", reply_to: str | None = None, sender: str | None = None,
-             parent: Message | None = None, auto_submitted: str = "auto-generated") -> int | None:
+             kind: str = "notice", reply_to: str | None = None, sender: str | Address | None = None,
+             parent: Message | None = None, auto_submitted: str = "auto-generated", envelope_from: str = "",
+             extra_headers: dict[str, str] | None = None, finish: Callable[[bytes], bytes] | None = None,
+             ) -> int | None:
         """Queue one message from `template` to `to` in this command's transaction (wgbot.outbox.mail); the
         template also sees `rules`. `per_day`: the recipient's daily allowance of automatic mail, for mail a
         stranger could cause (replies, confirmation requests); None for notices that follow confirmed acts."""
         return outbox.mail(self.session, self.cfg, self.now, template, {"rules": self.rules, **context}, to,
                            per_day=per_day, kind=kind, inbound_id=self.inbound_id, sender=sender,
-                           reply_to=reply_to, parent=parent, auto_submitted=auto_submitted)
+                           reply_to=reply_to, parent=parent, auto_submitted=auto_submitted,
+                           envelope_from=envelope_from, extra_headers=extra_headers, finish=finish)
 
     def group_in(self, name: str, line: Line, status: str, refusal: str) -> Group | Result:
         """The group named by `line` (as group_arg finds it) when its status is `status`; else the answer to

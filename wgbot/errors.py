@@ -4,7 +4,8 @@
     ├── ConfigError        the configuration file is wrong (names the file and the key); exit code 2
     ├── RulesError         a rules file is wrong (names the file, the rule and the field); exit code 2
     ├── UsageError         the command line is wrong; exit code 2
-    └── MessageRefused     an inbound message cannot be read at all (caps, no single From, ...)
+    ├── MessageRefused     an inbound message cannot be read at all (caps, no single From, ...)
+    └── FileProblems       a file to import has bad rows; nothing was imported (ImportError_, RegisterError)
 
 Ordinary outcomes (a held post, an unknown command, an automated message) are return values, not
 exceptions: exceptions are for faults.
@@ -43,6 +44,14 @@ class UsageError(WgbotError):
 
 class MessageRefused(WgbotError):
     """An inbound message cannot be processed at all; the text says why, for the operator."""
+
+
+class FileProblems(WgbotError):
+    """A file to import has bad rows: nothing was imported; `problems` names each (file, row and column)."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
 
 
 # SMTP/LMTP replies (SPEC §6). Our own faults are always 4xx: a 5xx makes the sending MTA bounce good mail.

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from wgbot import pending
 from wgbot import rules as R
 from wgbot.config import Config
-from wgbot.context import Context, claim, local, slugify
+from wgbot.context import Context, Line, Result, claim, local, slugify
 from wgbot.countries import normalise_country
 from wgbot.errors import UsageError
 from wgbot.names import name_problem
@@ -168,6 +168,27 @@ def tell(ctx: Context, names: Iterable[str], group: Group | None, template: str,
         ctx.mail(template, {"group": group, **context}, address)
         sent.append(address)
     return sent
+
+
+def contact_group(ctx: Context, name: str, line: Line) -> tuple[Group | None, Result | None]:
+    """The active group a command names, when the sender is one of its contacts (`report`, `minutes`); else the
+    answer of command `name` that says why not."""
+    group = ctx.group_in(name, line, GroupStatus.ACTIVE.value, "not_active")
+    if isinstance(group, Result):
+        return None, group
+    if not is_contact(ctx, group):
+        return None, ctx.result(name, False, "not_contact", group=group)
+    return group, None
+
+
+def document_problem(ctx: Context, name: str, group: Group, line: Line, /, **context: Any) -> Result | None:
+    """Why the message is no document a contact can submit (a report, minutes): it has neither text nor
+    attachments, or is over [lists] max_post_bytes; None when it will do."""
+    if not line.text.strip() and ctx.msg.size < 400:
+        return ctx.result(name, False, "empty", group=group, **context)
+    if ctx.msg.size > ctx.cfg.lists.max_post_bytes:
+        return ctx.result(name, False, "too_big", group=group, size=ctx.msg.size, limit=ctx.cfg.lists.max_post_bytes)
+    return None
 
 
 def is_contact(ctx: Context, group: Group, address: str | None = None) -> bool:

@@ -20,6 +20,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from wgbot.countries import normalise_country
+from wgbot.errors import FileProblems
 from wgbot.store import Delivery, Group, Member, Membership, address_key, audit
 
 COLUMNS = ("address", "name", "organisation", "country", "delivery")
@@ -45,12 +46,8 @@ class ImportResult:
     updated: int = 0
 
 
-class ImportError_(Exception):
-    """The file has bad rows; nothing was imported."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+class ImportError_(FileProblems):
+    """The members file has bad rows; nothing was imported."""
 
 
 def _parse(fh: TextIO) -> Iterator[Row | str]:

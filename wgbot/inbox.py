@@ -25,13 +25,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
 # inbox is where the features are imported, and so where their commands and request kinds register
-# (wgbot.LAYERS): lists, reports and workgroups; workgroups imports invitations and leaving.
+# (wgbot.LAYERS): lists, reports, meetings and workgroups; workgroups imports invitations and leaving.
 from wgbot import (
     answers,
     bounces,
     commands,
     gate,
+    ical,
     lists,
+    meetings,
     outbox,
     reports,
     watchdog,
@@ -169,6 +171,13 @@ def _handle(session: Session, cfg: Config, row: Stored, now: dt.datetime) -> Out
     verdict = gate.check(msg, envelope if envelope is not None else msg.sender, cfg)
     if dest is None:
         raise MessageRefused(f"{clean_header_text(row.recipient, 100)} is not one of our addresses")
+    if dest.kind in (Kind.POST, Kind.REQUEST, Kind.COMMAND) and not (verdict.loop or verdict.bounce):
+        # A calendar's answer to an invitation (iTIP REPLY) goes to the ORGANIZER, the list address: it is counted
+        # and never posted. Calendars' replies are machine-made (some say Auto-Submitted), so only loops and
+        # bounces are kept from this: counting an answer is all such mail may do (SPEC §6).
+        reply = ical.calendar_reply(row.raw)
+        if reply is not None:
+            return Outcome(*meetings.receive_reply(_context(session, cfg, row, msg, dest, now), reply), queued)
     if dest.kind in (Kind.POST, Kind.OWNER, Kind.COMMENTS):
         return _list_mail(session, cfg, row, msg, dest, verdict, now)
     if verdict.automated:

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from wgbot.countries import normalise_country
+from wgbot.errors import FileProblems
 from wgbot.rules import org_key
 from wgbot.store import Member, Membership, Organisation, audit
 
@@ -111,10 +112,8 @@ class RegisterImport:
     updated: int = 0
 
 
-class RegisterError(Exception):
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
+class RegisterError(FileProblems):
+    """The register of organisations has bad rows; nothing was imported."""
 
 
 def _rows(path: Path) -> tuple[list[tuple[str, str, list[str]]], list[str]]:

@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Any
 
@@ -34,18 +35,21 @@ log = logging.getLogger("wgbot.outbox")
 
 def mail(session: Session, cfg: Config, now: dt.datetime, template: str, context: dict[str, Any], to: str, *,
          per_day: int | None = None, kind: str = "notice", inbound_id: int | None = None, envelope_from: str = "",
-         sender: str | None = None, reply_to: str | None = None, parent: Message | None = None,
-         auto_submitted: str = "auto-generated") -> int | None:
+         sender: str | Address | None = None, reply_to: str | None = None, parent: Message | None = None,
+         auto_submitted: str = "auto-generated", extra_headers: dict[str, str] | None = None,
+         finish: Callable[[bytes], bytes] | None = None) -> int | None:
     """The one way to queue a message written from a template (`Context.mail` calls it with the command's
     session): composed for `to` alone and queued in the caller's transaction. With `per_day`, the mail counts
-    against `to`'s daily allowance of automatic mail and is not queued past it (RFC 3834 §2). The outgoing
+    against `to`'s daily allowance of automatic mail and is not queued past it (RFC 3834 §2); `finish` is a
+    last step on the composed bytes (a calendar beside the text: wgbot.ical.with_calendar). The outgoing
     message's id, or None when the allowance stopped it."""
     if per_day is not None and not allow_reply(session, to, now, per_day):
         return None
     msg = compose(cfg, template, context, to=[to], sender=sender, reply_to=reply_to, parent=parent,
-                  auto_submitted=auto_submitted, now=now)
-    return enqueue(session, msg, [to], envelope_from or cfg.network.bot_address, now, kind=kind,
-                   inbound_id=inbound_id)
+                  auto_submitted=auto_submitted, now=now, extra_headers=extra_headers)
+    raw = msg.raw if finish is None else finish(msg.raw)
+    return enqueue_raw(session, raw, str(msg["Message-ID"]), [to], envelope_from or cfg.network.bot_address, now,
+                       kind, inbound_id)
 
 
 def enqueue(session: Session, msg: EmailMessage | Composed, recipients: Iterable[str], envelope_from: str,

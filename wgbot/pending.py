@@ -108,33 +108,34 @@ def _slot(name: str, which: str) -> Kind:
     return entry
 
 
-def confirmed(name: str, payload: type[Confirmation] = Confirmation) -> Callable[[Confirm], Confirm]:
-    """Register what happens when the requester confirms a request of kind `name`, whose payload is `payload`."""
-    def register(func: Confirm) -> Confirm:
-        entry = _slot(name, "confirm")
-        entry.confirm, entry.confirm_payload = func, payload
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _registrar(name: str, slot: str, **beside: Any) -> Callable[[F], F]:
+    """A decorator that makes the function it decorates the `slot` of kind `name` (once), with `beside`."""
+    def register(func: F) -> F:
+        entry = _slot(name, slot)
+        for key, value in {slot: func, **beside}.items():
+            setattr(entry, key, value)
         return func
     return register
+
+
+def confirmed(name: str, payload: type[Confirmation] = Confirmation) -> Callable[[Confirm], Confirm]:
+    """Register what happens when the requester confirms a request of kind `name`, whose payload is `payload`."""
+    return _registrar(name, "confirm", confirm_payload=payload)
 
 
 def decided(name: str, payload: type[Approval] = Approval) -> Callable[[Decide], Decide]:
     """Register what happens when an approver decides a request of kind `name`, whose payload is `payload`."""
-    def register(func: Decide) -> Decide:
-        entry = _slot(name, "decide")
-        entry.decide, entry.decide_payload = func, payload
-        return func
-    return register
+    return _registrar(name, "decide", decide_payload=payload)
 
 
 def expires(name: str, *, lifetime: Callable[[Context], dt.timedelta] | None = None,
             remind: bool = True) -> Callable[[Expire], Expire]:
     """Register what happens when an approval of kind `name` expires undecided (the sweep marks it and calls
     this instead of telling the requester), with an optional lifetime and no reminder when `remind` is off."""
-    def register(func: Expire) -> Expire:
-        entry = _slot(name, "expire")
-        entry.expire, entry.lifetime, entry.remind = func, lifetime, remind
-        return func
-    return register
+    return _registrar(name, "expire", lifetime=lifetime, remind=remind)
 
 
 def _registered(kind: Kind | None, payload: Payload, which: str) -> None:

@@ -16,11 +16,11 @@ from sqlalchemy import select
 from wgbot import pending
 from wgbot import rules as R
 from wgbot.context import Context, Line, Result, claim, local, registry
-from wgbot.groups import active_groups, contacts, is_contact
+from wgbot.groups import active_groups, contact_group, contacts, document_problem
 from wgbot.lists import distribute, tell_poster
 from wgbot.parse import clean_header_text, parse
 from wgbot.pending import confirmation, request_approval
-from wgbot.store import Comment, Group, GroupStatus, InboundMessage, InboundStatus, PendingAction, Report, audit
+from wgbot.store import Comment, Group, InboundMessage, InboundStatus, PendingAction, Report, audit
 
 
 @dataclass(frozen=True)
@@ -97,19 +97,15 @@ def _obligation(ctx: Context) -> Obligation | None:
                   summary="a contact submits the group's report or draft output: the message's text and "
                           "attachments; it goes to approval as the rules say", takes_text=True, args=(1, 1))
 def cmd_report(ctx: Context, line: Line) -> Result:
-    group = ctx.group_in("report", line, GroupStatus.ACTIVE.value, "not_active")
-    if isinstance(group, Result):
-        return group
-    if not is_contact(ctx, group):
-        return ctx.result("report", False, "not_contact", group=group)
+    group, refused = contact_group(ctx, "report", line)
+    if refused or group is None:
+        return refused or Result(False, "")
     obligation = _obligation(ctx)
     if obligation is None:
         return ctx.result("report", False, "no_reports", group=group)
-    if not line.text.strip() and ctx.msg.size < 400:
-        return ctx.result("report", False, "empty", group=group, kind=obligation.kind)
-    if ctx.msg.size > ctx.cfg.lists.max_post_bytes:
-        return ctx.result("report", False, "too_big", group=group, size=ctx.msg.size,
-                          limit=ctx.cfg.lists.max_post_bytes)
+    problem = document_problem(ctx, "report", group, line, kind=obligation.kind)
+    if problem is not None:
+        return problem
     submission = Submission(inbound_id=ctx.inbound_id or 0, kind=obligation.kind, subject=ctx.msg.subject)
     return confirmation(ctx, "report", "report", group, submission, f"submit the {obligation.kind} of {group.name}",
                         kind=obligation.kind)

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from wgbot import pending, reports
+from wgbot import meetings, pending, reports
 from wgbot.config import WEEKDAYS
 from wgbot.context import Context, at_or_after, claim, local
 from wgbot.store import BounceScore, Group, GroupStatus, Membership, PendingAction
@@ -54,4 +54,5 @@ def facts(ctx: Context) -> dict[str, Any]:
         BounceScore.day >= today - dt.timedelta(days=7))) or 0
     held_posts = [p for p in waiting if pending.read(p, pending.Approval).kind == "post"]
     return {"groups": groups, "approvals": [p for p in waiting if p not in held_posts], "held": held_posts,
-            "upcoming": upcoming, "overdue": overdue, "disabled": disabled, "scores": scores, "today": today}
+            "upcoming": upcoming, "overdue": overdue, "disabled": disabled, "scores": scores, "today": today,
+            **meetings.rollup_facts(ctx)}

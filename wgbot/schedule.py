@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from wgbot import digests, groups, held, reports, rollup
+from wgbot import digests, groups, held, meetings, reports, rollup
 from wgbot.config import Config
 from wgbot.context import Context, job_context
 
@@ -40,7 +40,7 @@ class TickReport:
 JOBS: list[tuple[str, Callable[[Context], int]]] = [
     ("digests", digests.job), ("deadlines", reports.job_deadlines), ("declarations", groups.job_declarations),
     ("comments", reports.job_comments), ("expiries", groups.job_expiries), ("rollup", rollup.job),
-    ("held posts", held.job_held_digest),
+    ("held posts", held.job_held_digest), ("meetings", meetings.job_reminders),
 ]
 
 

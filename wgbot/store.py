@@ -396,6 +396,48 @@ class Comment(Base):
     status: Mapped[str] = mapped_column(String(16), default="accepted")   # accepted, held, rejected
 
 
+class Meeting(Base):
+    """A meeting a group's contact called (SPEC §3 `meeting`): one iCalendar event whose UID stays the same when it
+    is moved or cancelled (RFC 5546 §2.1.4: a higher SEQUENCE updates it); the minutes once sent."""
+
+    __tablename__ = "meetings"
+    __table_args__ = (Index("ix_meetings_group_starts", "group_id", "starts_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    group_id: Mapped[int] = mapped_column(ForeignKey("groups.id", ondelete="CASCADE"))
+    uid: Mapped[str] = mapped_column(String(200), unique=True)
+    public_ref: Mapped[str] = mapped_column(String(16), unique=True)
+    sequence: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="scheduled")       # scheduled, cancelled
+    starts_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), index=True)
+    minutes_long: Mapped[int] = mapped_column(Integer, default=90)
+    timezone: Mapped[str] = mapped_column(String(64))                          # an IANA name, "UTC" or "+01:00"
+    location: Mapped[str] = mapped_column(String(500), default="")
+    agenda: Mapped[str] = mapped_column(Text, default="")
+    called_by: Mapped[str] = mapped_column(String(320))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())              # called, moved or cancelled
+    minutes_post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="SET NULL"), nullable=True)
+    minutes_text: Mapped[str] = mapped_column(Text, default="")
+    minutes_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class MeetingAnswer(Base):
+    """One person's answer to a meeting (attend, maybe, decline), by email or by their calendar; a later one
+    replaces it."""
+
+    __tablename__ = "meeting_answers"
+    __table_args__ = (UniqueConstraint("meeting_id", "address_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    meeting_id: Mapped[int] = mapped_column(ForeignKey("meetings.id", ondelete="CASCADE"))
+    address_key: Mapped[str] = mapped_column(String(320))
+    address: Mapped[str] = mapped_column(String(320))
+    answer: Mapped[str] = mapped_column(String(8))
+    via: Mapped[str] = mapped_column(String(16), default="email")              # email, calendar
+    answered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime())
+
+
 class Setting(Base):
     """Values the bot keeps for itself, such as the secret behind one-click unsubscribe URLs."""
 

@@ -167,7 +167,9 @@ def group_page(site: Site, request: Request) -> Response:
             raise HTTPException(404)
         view = views[0]
         found = webdata.reports(session, view.group)
-        return site.page("group.html", view=view, reports=[(r, webdata.days_left(r, now())) for r in found])
+        coming, past = webdata.meetings(session, view.group, now())
+        return site.page("group.html", view=view, reports=[(r, webdata.days_left(r, now())) for r in found],
+                         coming=coming, past=past)
 
 
 def report_page(site: Site, request: Request) -> Response:
@@ -295,7 +297,7 @@ def atom_feed(site: Site, request: Request) -> Response:
 
 
 def deadlines_ics(site: Site, request: Request) -> Response:
-    """RFC 5545, written by the icalendar library: every deadline and every open comment period."""
+    """RFC 5545, written by the icalendar library: every deadline, every open comment period and the meetings."""
     import icalendar
 
     cal = icalendar.Calendar()
@@ -307,14 +309,15 @@ def deadlines_ics(site: Site, request: Request) -> Response:
         events = webdata.calendar_events(session, site.cfg, site.rules, stamp)
     for e in events:
         event = icalendar.Event()
-        event.add("uid", f"{e['uid']}@{site.cfg.network.list_domain}")
+        event.add("uid", e["uid"] if "@" in e["uid"] else f"{e['uid']}@{site.cfg.network.list_domain}")
         event.add("dtstamp", stamp)
         event.add("summary", e["summary"])
         event.add("dtstart", e["start"])
         event.add("dtend", e["end"])
         event.add("url", site.absolute(request, f"/groups/{e['slug']}/"))
-        if "comment_address" in e:
-            event.add("description", f"Send comments to {e['comment_address']}")
+        for name in ("location", "description"):
+            if e.get(name):
+                event.add(name, e[name])
         cal.add_component(event)
     return Response(cal.to_ical(), media_type="text/calendar; charset=utf-8")
 

@@ -17,11 +17,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from wgbot import rules as R
-from wgbot.archive import is_public
+from wgbot.archive import is_public, mask
 from wgbot.config import Config
 from wgbot.countries import country_name
+from wgbot.meetings import ends_at, starts, when, where
 from wgbot.reports import Obligation, obligations
-from wgbot.store import ArchivedPost, Group, GroupStatus, Member, Membership, Report, Role
+from wgbot.store import ArchivedPost, Group, GroupStatus, Meeting, Member, Membership, Report, Role
 
 LISTED = (GroupStatus.ACTIVE.value, GroupStatus.FORMING.value, GroupStatus.PENDING.value)
 
@@ -178,5 +179,42 @@ def calendar_events(session: Session, cfg: Config, rules: R.Rules, now: dt.datet
         events.append({"uid": f"{group.slug}-comments-{report.id}",
                        "summary": f"{group.name}: public comments on the {report.kind}",
                        "start": (report.decided_at or report.submitted_at), "end": report.comments_until,
-                       "slug": group.slug, "comment_address": f"{group.slug}-comments@{cfg.network.list_domain}"})
+                       "slug": group.slug,
+                       "description": f"Send comments to {group.slug}-comments@{cfg.network.list_domain}"})
+    return events + meeting_events(session, cfg, now)
+
+
+@dataclass
+class MeetingView:
+    """A meeting as a group's page shows it: the place, or "online" (the link goes to members only)."""
+
+    starts_at: dt.datetime
+    when: str
+    where: str
+    ref: str
+    minutes: int | None          # the archived post of its minutes
+
+
+def meetings(session: Session, group: Group, now: dt.datetime) -> tuple[list[MeetingView], list[MeetingView]]:
+    """(the coming meetings, the past ten with their minutes' archive page) of a group; cancelled ones are gone."""
+    rows = session.execute(select(Meeting, ArchivedPost.id).outerjoin(
+        ArchivedPost, ArchivedPost.post_id == Meeting.minutes_post_id).where(
+        Meeting.group_id == group.id, Meeting.status == "scheduled").order_by(Meeting.starts_at)).all()
+    views = [(m.starts_at > now, MeetingView(m.starts_at, when(starts(m)), where(m), m.public_ref, archived))
+             for m, archived in rows]
+    return [v for coming, v in views if coming][:3], [v for coming, v in reversed(views) if not coming][:10]
+
+
+def meeting_events(session: Session, cfg: Config, now: dt.datetime) -> list[dict[str, Any]]:
+    """Every active group's meetings of the past year and to come, with the same UID as the invitations; the
+    agenda, then the minutes, as the description where the group's archive is public."""
+    rows = session.execute(select(Meeting, Group).join(Group, Group.id == Meeting.group_id).where(
+        Group.status == GroupStatus.ACTIVE.value, Meeting.status == "scheduled",
+        Meeting.starts_at > now - dt.timedelta(days=365)).order_by(Meeting.starts_at)).all()
+    events: list[dict[str, Any]] = []
+    for meeting, group in rows:
+        text = (meeting.minutes_text or meeting.agenda) if is_public(group, cfg.web.archives) else ""
+        events.append({"uid": meeting.uid, "summary": f"{group.name} meeting", "start": meeting.starts_at,
+                       "end": ends_at(meeting), "slug": group.slug, "location": mask(where(meeting)),
+                       "description": mask(text)})
     return events

@@ -66,6 +66,16 @@ def test_every_template_renders(cfg: Config) -> None:
         "items": [{"ref": "R-ABCDEFG", "summary": "let the post through", "token": "a" * 32, "reason": "not a member",
                    "reply_address": "wgbot+approval-" + "a" * 32 + "@lists.example.org", "excerpt": "Hi"}],
         "suggestion": "join", "args": ["migrant-inclusion"], "similar": group,
+        "meeting": SimpleNamespace(public_ref="M-ABCDEFG", location="Town Hall, Bologna", agenda="1. The budget",
+                                   minutes_long=90, status="scheduled"),
+        "when": "12 January 2027 at 14:00 CET", "until": "15:30", "link": "", "before": "11 January 2027 at 14:00 CET",
+        "request_address": "migrant-inclusion-request@lists.example.org", "count": 12, "invitees": 14,
+        "tally": SimpleNamespace(counts={"attend": 2, "maybe": 1, "decline": 0}, total=3,
+                                 by_answer={"attend": [("City of Graz", ["Al <al@graz.example>"])], "maybe": [],
+                                            "decline": []},
+                                 organisations={"attend": ["City of Graz"], "maybe": [], "decline": []}),
+        "soon": "tomorrow", "contact": True, "now_text": "11 January 2027 at 13:30 CET", "example": "2027-01-12 14:00",
+        "formats": ["2027-01-12 14:00"], "meetings_coming": [], "minutes_missing": [],
     }
     from datetime import UTC, date, datetime
 

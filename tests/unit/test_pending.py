@@ -18,7 +18,7 @@ from wgbot.config import Config
 from wgbot.store import PendingAction, token_hash
 
 CONFIRMED = {"set", "propose", "support", "contact-add", "contact-remove", "continue", "close", "withdraw", "join",
-             "leave", "report"}
+             "leave", "report", "meeting", "meeting-move", "meeting-cancel", "minutes"}
 DECIDED = {"group", "join", "keep_group", "post", "report", "organisation", "invitations"}
 
 
