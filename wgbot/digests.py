@@ -97,7 +97,16 @@ def issue_number(ctx: Context, group: Group) -> int:
 
 
 def send(ctx: Context, group: Group, key: str) -> int:
-    """Send the waiting posts as a digest to digest members, both formats; returns the recipients queued."""
+    """Send the waiting posts as a digest to digest members, both formats; returns the recipients queued. A
+    group nobody reads in digests has its waiting posts marked in one statement, none of them loaded."""
+    readers = {fmt: ctx.session.scalar(select(func.count()).select_from(Membership).where(
+        Membership.group_id == group.id, Membership.delivery == "digest", Membership.digest_format == fmt)) or 0
+        for fmt in FORMATS}
+    if not any(readers.values()):
+        ctx.session.add(Ledger(key=key, done_at=ctx.now))
+        ctx.session.execute(update(Post).where(Post.group_id == group.id, Post.digested_at.is_(None))
+                            .values(digested_at=ctx.now))
+        return 0
     posts = waiting(ctx, group)
     if not posts:
         return 0
@@ -105,9 +114,7 @@ def send(ctx: Context, group: Group, key: str) -> int:
     ctx.session.add(Ledger(key=key, done_at=ctx.now))
     queued = 0
     for fmt in FORMATS:
-        readers = ctx.session.scalar(select(func.count()).select_from(Membership).where(
-            Membership.group_id == group.id, Membership.delivery == "digest", Membership.digest_format == fmt)) or 0
-        if not readers:
+        if not readers[fmt]:
             continue
         copy = build(ctx, group, posts, number, fmt)
         msgid = str(email.message_from_bytes(copy)["Message-ID"])
