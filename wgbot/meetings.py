@@ -22,9 +22,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from wgbot import ical, pending
+from wgbot.config import offset_minutes
 from wgbot.context import Context, Line, Result, claim, new_public_ref, registry, shown
 from wgbot.groups import contact_group, document_problem, is_contact
-from wgbot.lists import bounce_address, distribute, list_address
+from wgbot.lists import bounce_address, distribute, list_address, list_headers
 from wgbot.organisations import spellings, spelt
 from wgbot.parse import clean_header_text, parse, split_head
 from wgbot.pending import confirmation
@@ -161,10 +162,11 @@ def _recipients(session: Session, group: Group) -> list[tuple[str, str, bool]]:
 
 
 def _headers(ctx: Context, group: Group) -> dict[str, str]:
-    domain = ctx.cfg.network.list_domain
-    return {"List-Id": f"{group.name} <{group.slug}.{domain}>",
-            "List-Help": f"<mailto:{ctx.cfg.network.bot_address}?subject=help>",
-            "List-Unsubscribe": f"<mailto:{group.slug}-leave@{domain}>"}
+    """The list's own RFC 2369/2919 headers (wgbot.lists) that an invitation carries: its List-Id, where to get
+    help and how to leave (not List-Post: answers go to the request address)."""
+    wanted = ("List-Id", "List-Help")
+    headers = {name: str(value) for name, value in list_headers(ctx.cfg, group) if name in wanted}
+    return {**headers, "List-Unsubscribe": f"<mailto:{group.slug}-leave@{ctx.cfg.network.list_domain}>"}
 
 
 def send_to_members(ctx: Context, group: Group, meeting: Meeting, template: str, method: str = "",
@@ -517,8 +519,7 @@ def receive_reply(ctx: Context, reply: ical.CalendarReply) -> tuple[InboundStatu
 
 
 def reminder_offsets(ctx: Context) -> list[tuple[str, dt.timedelta]]:
-    from wgbot.config import offset_minutes
-
+    """[meetings] remind_before as (label, how long before the start); config validated them at start-up."""
     return [(text.replace(" ", ""), dt.timedelta(minutes=offset_minutes(text) or 0))
             for text in ctx.cfg.meetings.remind_before]
 
